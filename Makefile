@@ -1,0 +1,64 @@
+# Conversations seats service: developer entry points.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider
+SRC := app tests migrations
+
+.PHONY: run test test-sqlite test-postgres lint fmt migrate bench clean
+
+# Virtualenv with the service and the dev tools (reinstalled when pyproject.toml changes).
+$(VENV)/.installed-dev: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# Virtualenv with the runtime dependencies only.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Run the service locally in dev mode on http://127.0.0.1:8000 (SQLite).
+run: $(VENV)/.installed
+	scripts/dev-run
+
+# Full check: lint, type-check, then the test suite on SQLite and on PostgreSQL.
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/mypy app
+	$(MAKE) test-sqlite
+	$(MAKE) test-postgres
+
+# Test suite on SQLite (ignores any TEST_DATABASE_URL in the environment).
+test-sqlite: $(VENV)/.installed-dev
+	env -u TEST_DATABASE_URL $(PYTEST) $(PYTEST_ARGS)
+
+# Test suite on a throwaway PostgreSQL cluster (skipped if no server binaries).
+test-postgres: $(VENV)/.installed-dev
+	scripts/with-postgres $(PYTEST) $(PYTEST_ARGS)
+
+# Lint, format check and type-check without running tests.
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/mypy app
+
+# Reformat the code and apply safe lint fixes.
+fmt: $(VENV)/.installed-dev
+	$(BIN)/ruff format $(SRC)
+	$(BIN)/ruff check --fix $(SRC)
+
+# Apply database migrations (SEATS_DATABASE_URL, SQLite by default).
+migrate: $(VENV)/.installed
+	$(BIN)/seats migrate
+
+# Run the benchmarks.
+bench: $(VENV)/.installed-dev
+	bench/run
+
+# Remove the virtualenv, local state and tool caches.
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,133 @@
+"""Who is calling: JWT verification (SPEC §4, Authentication) and the caller's role.
+
+The algorithm comes from configuration, never from the token's header, which rules out
+``alg: none`` and HS256-signed-with-the-RSA-public-key confusion.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from app.config import Settings
+from app.directory.models import Role
+from app.errors import NotAdmin, NotPrimaryAdmin, Unauthenticated
+
+SERVICE_SCOPE = "seats:internal"
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_ID = re.compile(ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """What a valid token says: a user of one account, or an internal service."""
+
+    subject: str
+    account_id: str | None
+
+    @property
+    def is_service(self) -> bool:
+        return self.account_id is None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The principal acting on one account, with the role the directory gives it."""
+
+    account_id: str
+    subject: str
+    role: Role | None  # None for a service
+
+    @property
+    def is_service(self) -> bool:
+        return self.role is None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return f"service:{self.subject}" if self.is_service else f"user:{self.subject}"
+
+    def require_primary_admin(self) -> None:
+        """R1: only the primary account admin buys, removes or starts the trial."""
+        if self.role is not Role.PRIMARY_ADMIN:
+            raise NotPrimaryAdmin()
+
+    def require_admin(self) -> None:
+        """R5: admins and the primary admin manage agents."""
+        if self.role is None or not self.role.is_admin:
+            raise NotAdmin()
+
+    def require_admin_or_service(self) -> None:
+        """Reads of the ledger and audit log: admins and internal services."""
+        if not self.is_service:
+            self.require_admin()
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self.algorithm = settings.jwt_algorithm
+        self.key: Any = settings.jwt_public_key or settings.jwt_secret
+
+    def verify(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization: Bearer`` header, or ``401 unauthenticated``."""
+        if not authorization:
+            raise Unauthenticated("Missing Authorization header.")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Authorization must be 'Bearer <token>'.")
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                self.key,
+                algorithms=[self.algorithm],
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("The token has expired.") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated("The token is invalid.") from exc
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not _ID.match(subject):
+            raise Unauthenticated("The token's subject is invalid.")
+        account_id = claims.get("account_id")
+        if account_id is None:
+            if SERVICE_SCOPE not in _scopes(claims.get("scope")):
+                raise Unauthenticated("A token needs an account_id or the seats:internal scope.")
+            return Principal(subject, None)
+        if not isinstance(account_id, str) or not _ID.match(account_id):
+            raise Unauthenticated("The token's account_id is invalid.")
+        return Principal(subject, account_id)
+
+
+def _scopes(value: object) -> list[str]:
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        return [s for s in value if isinstance(s, str)]
+    return []
+
+
+def mint_token(
+    settings: Settings,
+    *,
+    subject: str,
+    account_id: str | None = None,
+    ttl: timedelta = timedelta(hours=1),
+    now: datetime | None = None,
+) -> str:
+    """A token for development and operators (``seats token``); the platform mints its own."""
+    issued = now or datetime.now(UTC)
+    claims: dict[str, Any] = {"sub": subject, "iat": issued, "exp": issued + ttl}
+    if account_id is None:
+        claims["scope"] = SERVICE_SCOPE
+    else:
+        claims["account_id"] = account_id
+    if settings.jwt_algorithm == "RS256":
+        if not settings.jwt_private_key:
+            raise ValueError("SEATS_JWT_PRIVATE_KEY is needed to mint RS256 tokens")
+        return jwt.encode(claims, settings.jwt_private_key, algorithm="RS256")
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

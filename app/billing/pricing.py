@@ -1,0 +1,62 @@
+"""Prices of a seat total: what a quote shows and a purchase charges (SPEC §3, R8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from app.billing.periods import BillingCycle, Period
+from app.billing.proration import Proration, prorate, proration_for
+
+
+@dataclass(frozen=True, slots=True)
+class PriceChange:
+    current_seats: int
+    seats: int
+    unit_price: int
+    billing_cycle: BillingCycle
+    monthly_total: int
+    cycle_total: int
+    due_now: int
+    charged_seats: int
+    proration: Proration
+
+    @property
+    def change(self) -> int:
+        return self.seats - self.current_seats
+
+
+def cycle_total(seats: int, unit_price: int, cycle: BillingCycle) -> int:
+    """What ``seats`` seats cost for one whole billing cycle (a renewal's amount)."""
+    return seats * unit_price * cycle.months
+
+
+def price_change(
+    *,
+    current_seats: int,
+    seats: int,
+    paid_seats: int,
+    unit_price: int,
+    cycle: BillingCycle,
+    period: Period,
+    today: date,
+) -> PriceChange:
+    """Price a move from ``current_seats`` to ``seats`` on ``today``.
+
+    ``paid_seats`` is how many seats are already paid for this period (0 out of a trial or
+    when nothing was bought yet): only seats above it are charged now. A decrease charges
+    nothing and refunds nothing (R7).
+    """
+    proration = proration_for(period, today)
+    charged = max(seats - paid_seats, 0)
+    return PriceChange(
+        current_seats=current_seats,
+        seats=seats,
+        unit_price=unit_price,
+        billing_cycle=cycle,
+        monthly_total=seats * unit_price,
+        cycle_total=cycle_total(seats, unit_price, cycle),
+        due_now=prorate(charged, unit_price, cycle.months, proration),
+        charged_seats=charged,
+        proration=proration,
+    )

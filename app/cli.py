@@ -1,0 +1,126 @@
+"""The ``seats`` command: serve, migrate, token, billing run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict
+from datetime import timedelta
+
+from alembic import command
+from alembic.config import Config
+
+from app.config import Settings, get_settings
+
+
+def migrate(settings: Settings) -> None:
+    """Upgrade the database to the migrations' head."""
+    cfg = Config(str(settings.alembic_ini))
+    cfg.attributes["url"] = settings.database_url
+    cfg.attributes["configure_logging"] = False
+    command.upgrade(cfg, "head")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from app.observability import configure_logging
+
+    configure_logging(settings.log_level)
+    migrate(settings)
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker process counts its own requests; /metrics adds them up from here.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="seats-metrics-")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> None:
+    from app.auth import mint_token
+
+    ttl = timedelta(minutes=args.ttl_minutes)
+    if args.internal:
+        print(mint_token(settings, subject=args.subject or "operator", ttl=ttl))
+        return
+    if not (args.account and args.user):
+        sys.exit("seats token: give --account and --user, or --internal")
+    print(mint_token(settings, subject=args.user, account_id=args.account, ttl=ttl))
+
+
+def _billing_run(settings: Settings) -> None:
+    from app.main import create_app
+    from app.renewals.service import run_billing
+    from app.seats.purchase import Payments
+
+    async def run() -> dict[str, object]:
+        app = create_app(settings)
+        state = app.state
+        try:
+            deps = Payments(state.db, state.gateway, state.idempotency, state.clock, settings)
+            return asdict(await run_billing(deps))
+        finally:
+            await state.gateway.aclose()
+            await state.db.dispose()
+
+    report = asyncio.run(run())
+    print(json.dumps(report, indent=2))
+    if report["errors"]:
+        sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="seats", description="Conversations seats service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate to head, then serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+
+    sub.add_parser("migrate", help="upgrade the database to the latest schema")
+
+    token = sub.add_parser("token", help="mint a JWT with the configured key")
+    token.add_argument("--account", help="the user's account id")
+    token.add_argument("--user", help="the user id (sub)")
+    token.add_argument("--internal", action="store_true", help="a service token")
+    token.add_argument("--subject", help="the service's name, with --internal")
+    token.add_argument("--ttl-minutes", type=int, default=60)
+
+    billing = sub.add_parser("billing", help="billing operations")
+    billing_sub = billing.add_subparsers(dest="billing_command", required=True)
+    billing_sub.add_parser("run", help="process what is due now (for cron)")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        sys.exit(f"seats: invalid configuration: {exc}")
+    if args.command == "serve":
+        _serve(args, settings)
+    elif args.command == "migrate":
+        migrate(settings)
+    elif args.command == "token":
+        _token(args, settings)
+    elif args.command == "billing":
+        _billing_run(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Time, injected: the system clock, or the database-stored test clock (SPEC §7).
+
+Everything that needs "now" gets it from a ``Clock``; the domain core takes ``now`` as a plain
+argument. The test clock lives in the database so that every worker process sees it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import Integer, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+from app.sqltypes import UTCDateTime
+
+
+class TestClockRow(Base):
+    __tablename__ = "test_clock"
+    __test__ = False  # not a pytest class
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    now: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Clock(Protocol):
+    async def now(self, session: AsyncSession) -> datetime: ...
+
+
+class SystemClock:
+    """Wall-clock UTC time."""
+
+    async def now(self, session: AsyncSession) -> datetime:
+        return datetime.now(UTC)
+
+
+class DatabaseTestClock:
+    """The time set by ``PUT /internal/v1/test-clock``, or wall-clock time until one is set."""
+
+    async def now(self, session: AsyncSession) -> datetime:
+        frozen = await session.scalar(select(TestClockRow.now).where(TestClockRow.id == 1))
+        return frozen if frozen is not None else datetime.now(UTC)
+
+    async def set(self, session: AsyncSession, now: datetime) -> None:
+        row = await session.get(TestClockRow, 1)
+        if row is None:
+            session.add(TestClockRow(id=1, now=now))
+        else:
+            row.now = now
+        await session.flush()

@@ -1,0 +1,114 @@
+"""The directory: accounts and users, upserted by the platform (SPEC §4, internal)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.directory import repository
+from app.directory.models import Account, Role, User
+from app.directory.schemas import AccountIn, UserIn
+from app.errors import Conflict, CurrencyLocked, NotFound, PrimaryAdminRequired, UserNotFound
+from app.ledger import repository as ledger
+from app.seats import service as seats
+from app.seats.models import Plan, PlanStatus
+
+
+async def upsert_account(
+    session: AsyncSession, account_id: str, body: AccountIn, now: datetime, settings: Settings
+) -> tuple[Account, bool]:
+    """Create or update an account (and its empty plan); ``(account, created)``.
+
+    A new billing cycle or anchor applies from the next renewal: the current paid period is
+    kept. The currency is fixed once the account has invoices.
+    """
+    account = await repository.get_account(session, account_id, for_update=True)
+    currency = body.currency or settings.currency
+    if account is None:
+        account = Account(
+            id=account_id,
+            name=body.name,
+            billing_cycle=body.billing_cycle,
+            billing_anchor=body.billing_anchor,
+            payment_method=body.payment_method,
+            currency=currency,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(account)
+        await session.flush()
+        session.add(
+            Plan(
+                account_id=account_id,
+                status=PlanStatus.NONE,
+                seats=0,
+                assigned=0,
+                version=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await _flush(session)
+        return account, True
+    if currency != account.currency and await ledger.has_invoices(session, account_id):
+        raise CurrencyLocked(f"The account has invoices in {account.currency}.")
+    account.name = body.name
+    account.billing_cycle = body.billing_cycle
+    account.billing_anchor = body.billing_anchor
+    account.payment_method = body.payment_method
+    account.currency = currency
+    account.updated_at = now
+    return account, False
+
+
+async def upsert_user(
+    session: AsyncSession, account_id: str, user_id: str, body: UserIn, now: datetime
+) -> tuple[User, bool]:
+    """Create or update a user; naming a new primary admin makes the old one an admin."""
+    # The account's row lock serializes directory changes of one account, so two
+    # concurrent "make X primary" calls cannot leave zero or two primary admins.
+    if await repository.get_account(session, account_id, for_update=True) is None:
+        raise NotFound("No such account.")
+    user = await repository.get_user(session, account_id, user_id)
+    if user is not None and user.role is Role.PRIMARY_ADMIN and body.role is not Role.PRIMARY_ADMIN:
+        raise PrimaryAdminRequired(
+            "This user is the primary admin: name another primary admin instead."
+        )
+    if body.role is Role.PRIMARY_ADMIN:
+        await repository.demote_primary_admin(session, account_id, keep=user_id)
+    created = user is None
+    if user is None:
+        user = User(account_id=account_id, id=user_id, created_at=now)
+        session.add(user)
+    user.email = body.email
+    user.name = body.name
+    user.role = body.role
+    user.updated_at = now
+    await _flush(session)
+    return user, created
+
+
+async def remove_user(
+    session: AsyncSession, account_id: str, user_id: str, actor: str, now: datetime
+) -> None:
+    """Remove a user; a seat it held is freed, with an event."""
+    if await repository.get_account(session, account_id, for_update=True) is None:
+        raise NotFound("No such account.")
+    user = await repository.get_user(session, account_id, user_id)
+    if user is None:
+        raise UserNotFound(f"No user {user_id!r} in this account.")
+    if user.role is Role.PRIMARY_ADMIN:
+        raise PrimaryAdminRequired("Name another primary admin before removing this one.")
+    await seats.release_seat(session, account_id, user_id, actor, now, reason="user_removed")
+    await session.delete(user)
+    await session.flush()
+
+
+async def _flush(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # a concurrent change won the race: the caller may retry
+        raise Conflict("A concurrent change conflicted with this one; retry.") from exc

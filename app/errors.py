@@ -1,0 +1,313 @@
+"""One error hierarchy, mapped once to RFC 9457 problem+json.
+
+Domain and service code raise ``AppError`` subclasses; ``install_error_handlers`` turns them,
+FastAPI's validation errors, unknown routes, wrong methods and unexpected exceptions into
+``application/problem+json`` with a stable machine-readable ``code``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.observability import current_request_id
+
+log = logging.getLogger("app.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """Base of every error the service answers on purpose."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+    headers: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+# 400 / 401 / 403 / 404
+class IdempotencyKeyRequired(AppError):
+    status, code, title = 400, "idempotency_key_required", "Idempotency-Key header required"
+
+
+class InvalidIdempotencyKey(AppError):
+    status, code, title = 400, "invalid_idempotency_key", "Invalid Idempotency-Key header"
+
+
+class Unauthenticated(AppError):
+    status, code, title = 401, "unauthenticated", "Authentication required"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class NotPrimaryAdmin(AppError):
+    status, code, title = 403, "not_primary_admin", "Only the primary account admin may do this"
+
+
+class NotAdmin(AppError):
+    status, code, title = 403, "not_admin", "Only an admin may do this"
+
+
+class ServiceTokenRequired(AppError):
+    status, code, title = 403, "service_token_required", "A service token is required"
+
+
+class UnknownUser(AppError):
+    status, code, title = 403, "unknown_user", "The token's user is not in the directory"
+
+
+class PaymentDeclined(AppError):
+    status, code, title = 402, "payment_declined", "The payment was declined"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class UserNotFound(AppError):
+    status, code, title = 404, "user_not_found", "No such user in this account"
+
+
+class NotAnAgent(AppError):
+    status, code, title = 404, "not_an_agent", "The user is not an agent"
+
+
+class InvoiceNotFound(AppError):
+    status, code, title = 404, "invoice_not_found", "No such invoice"
+
+
+class QuoteNotFound(AppError):
+    status, code, title = 404, "quote_not_found", "No such quote"
+
+
+class MethodNotAllowed(AppError):
+    status, code, title = 405, "method_not_allowed", "Method not allowed"
+
+
+# 409 conflicts with the current state
+class Conflict(AppError):
+    status, code, title = 409, "conflict", "Conflict with the current state"
+
+
+class TrialAlreadyUsed(Conflict):
+    code, title = "trial_already_used", "The trial was already used"
+
+
+class AlreadySubscribed(Conflict):
+    code, title = "already_subscribed", "The account already has a paid plan"
+
+
+class SeatsAssigned(Conflict):
+    code, title = "seats_assigned", "Seats are assigned"
+
+
+class NoEmptySeat(Conflict):
+    code, title = "no_empty_seat", "No empty seat"
+
+
+class NoActivePlan(Conflict):
+    code, title = "no_active_plan", "No trialing or paid plan"
+
+
+class NotAnIncrease(Conflict):
+    code, title = "not_an_increase", "The new total is not above the current total"
+
+
+class NotADecrease(Conflict):
+    code, title = "not_a_decrease", "The new total is not below the current total"
+
+
+class PastDue(Conflict):
+    code, title = "past_due", "The plan is past due"
+
+
+class QuoteStale(Conflict):
+    code, title = "quote_stale", "The quote expired or no longer matches"
+
+
+class RenewalDue(Conflict):
+    code, title = "renewal_due", "The plan's renewal is due"
+
+
+class PurchaseInProgress(Conflict):
+    code, title = "purchase_in_progress", "Another purchase is in progress"
+
+
+class InvoiceNotPayable(Conflict):
+    code, title = "invoice_not_payable", "The invoice is not outstanding"
+
+
+class IdempotencyKeyInUse(Conflict):
+    code, title = "idempotency_key_in_use", "A request with this Idempotency-Key is running"
+
+
+class PrimaryAdminRequired(Conflict):
+    code, title = "primary_admin_required", "An account must keep exactly one primary admin"
+
+
+class CurrencyLocked(Conflict):
+    code, title = "currency_locked", "The currency cannot change once invoices exist"
+
+
+class PayloadTooLarge(AppError):
+    status, code, title = 413, "payload_too_large", "Request body too large"
+
+
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class ValidationFailed(AppError):
+    status, code, title = 422, "validation_error", "Validation failed"
+
+
+class IdempotencyKeyReused(AppError):
+    status, code, title = 422, "idempotency_key_reused", "Idempotency-Key reused with another body"
+
+
+class ServiceUnavailable(AppError):
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+    headers = {"Retry-After": "1"}
+
+
+class PaymentPending(ServiceUnavailable):
+    code, title = "payment_pending", "The payment is pending"
+    headers = {"Retry-After": "5"}
+
+
+class NotReady(ServiceUnavailable):
+    code, title = "not_ready", "Not ready"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with the service's stable ``code``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["https://seats.conversations/problems/seats_assigned"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(examples=["seats_assigned"])
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="For validation_error: the failing fields."
+    )
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://seats.conversations/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": current_request_id(),
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def error_response(exc: AppError) -> JSONResponse:
+    return problem_response(
+        exc.status, exc.code, exc.title, exc.detail, dict(exc.headers) or None, **exc.extra
+    )
+
+
+def _jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        # ``input`` may hold the whole (possibly huge or binary) body: keep the location only.
+        out.append(
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+        )
+    return out
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_response(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _jsonable_errors(exc)
+    fields = ", ".join(".".join(e["loc"]) for e in errors[:5])
+    return problem_response(
+        422,
+        ValidationFailed.code,
+        ValidationFailed.title,
+        f"Invalid request: {fields}" if fields else "Invalid request",
+        errors=errors,
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound("No such resource"))
+    if exc.status_code == 413:
+        return error_response(PayloadTooLarge())
+    if exc.status_code == 405:
+        response = error_response(MethodNotAllowed())
+        if exc.headers and "allow" in {k.lower() for k in exc.headers}:
+            response.headers.update(exc.headers)
+        return response
+    return problem_response(
+        exc.status_code, f"http_{exc.status_code}", str(exc.detail), str(exc.detail)
+    )
+
+
+def _is_database_unavailable(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    # asyncpg raises OSError subclasses (refused, reset) straight through SQLAlchemy's pool.
+    return isinstance(exc, (OSError, TimeoutError, SATimeoutError))
+
+
+async def unexpected_error_response(exc: Exception) -> JSONResponse:
+    """The answer to an exception nobody raised on purpose: 503 if the database is away."""
+    if _is_database_unavailable(exc):
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return error_response(ServiceUnavailable("The database is unavailable; retry shortly."))
+    # Never leak a traceback: the request id lets an operator find it in the logs.
+    log.error("unhandled error", exc_info=exc)
+    return problem_response(
+        500, "internal_error", "Internal server error", "An unexpected error occurred."
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    return await unexpected_error_response(exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to problem+json, once, for the whole app."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

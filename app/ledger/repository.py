@@ -1,0 +1,96 @@
+"""SQL for the ledger and the audit log. Rows are only ever added (R11)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ids import new_id
+from app.ledger.models import ChargeAttempt, Event, Invoice, InvoiceStatus
+from app.pagination import keyset
+
+
+async def add_event(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    type: str,
+    actor: str,
+    at: datetime,
+    data: dict[str, Any],
+) -> Event:
+    event = Event(
+        id=new_id("evt"),
+        account_id=account_id,
+        type=type,
+        actor=actor,
+        at=at,
+        data=jsonable_encoder(data),  # dates become ISO strings, as the API shows them
+    )
+    session.add(event)
+    return event
+
+
+async def get_invoice(
+    session: AsyncSession, invoice_id: str, *, for_update: bool = False
+) -> Invoice | None:
+    stmt = select(Invoice).where(Invoice.id == invoice_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return await session.scalar(stmt)
+
+
+async def invoice_for_request(session: AsyncSession, request_key: str) -> Invoice | None:
+    return await session.scalar(select(Invoice).where(Invoice.request_key == request_key))
+
+
+async def list_invoices(
+    session: AsyncSession, account_id: str, cursor: str | None, limit: int
+) -> list[Invoice]:
+    stmt = keyset(
+        select(Invoice).where(Invoice.account_id == account_id),
+        Invoice.created_at,
+        Invoice.id,
+        cursor,
+        limit,
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def list_events(
+    session: AsyncSession, account_id: str, cursor: str | None, limit: int
+) -> list[Event]:
+    stmt = keyset(
+        select(Event).where(Event.account_id == account_id), Event.at, Event.id, cursor, limit
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def pending_invoices(session: AsyncSession, limit: int = 100) -> list[Invoice]:
+    stmt = (
+        select(Invoice)
+        .where(Invoice.status == InvoiceStatus.PENDING)
+        .order_by(Invoice.created_at)
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def has_invoices(session: AsyncSession, account_id: str) -> bool:
+    found = await session.scalar(
+        select(Invoice.id).where(Invoice.account_id == account_id).limit(1)
+    )
+    return found is not None
+
+
+async def attempts(session: AsyncSession, invoice_id: str) -> list[ChargeAttempt]:
+    stmt = (
+        select(ChargeAttempt)
+        .where(ChargeAttempt.invoice_id == invoice_id)
+        .order_by(ChargeAttempt.number)
+    )
+    return list((await session.scalars(stmt)).all())

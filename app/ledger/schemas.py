@@ -1,0 +1,46 @@
+"""Bodies of the ledger and audit-log endpoints."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from app.ledger.models import InvoiceKind, InvoiceStatus
+
+
+class InvoiceLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    description: str
+    quantity: int
+    unit_price: int
+    amount: int
+    period_start: date
+    period_end: date
+
+
+class InvoiceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    kind: InvoiceKind
+    status: InvoiceStatus
+    currency: str
+    total: int
+    lines: list[InvoiceLineOut]
+    created_at: datetime
+    paid_at: datetime | None
+    charge_id: str | None
+    failure_reason: str | None
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    type: str
+    actor: str
+    at: datetime
+    data: dict[str, Any]

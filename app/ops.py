@@ -1,0 +1,97 @@
+"""Operations: health, readiness, metrics, the test clock and the billing run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from sqlalchemy import text
+
+from app.clock import DatabaseTestClock
+from app.deps import ClockDep, DbDep, GatewayDep, IdempotencyDep, ServiceDep, SettingsDep
+from app.errors import NotFound, NotReady, error_response
+from app.openapi_errors import problems
+from app.renewals.service import run_billing
+from app.seats.purchase import Payments
+
+router = APIRouter(tags=["operations"])
+
+
+def head_revision(alembic_ini: str) -> str | None:
+    return ScriptDirectory.from_config(Config(alembic_ini)).get_current_head()
+
+
+@router.get("/healthz", include_in_schema=True)
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses=problems(503))
+async def readyz(request: Request, db: DbDep) -> Any:
+    """The database answers and its schema is at the migrations' head."""
+    expected: str | None = request.app.state.head_revision
+    try:
+        async with db.engine.connect() as conn:
+            current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    except Exception:
+        return error_response(NotReady("The database is unreachable."))
+    if current != expected:
+        return error_response(
+            NotReady(f"The schema is at {current}, the service expects {expected}: migrate.")
+        )
+    return {"status": "ready", "revision": current}
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics() -> PlainTextResponse:
+    """Prometheus text: requests by method, route and status; latency; charges."""
+    registry: CollectorRegistry = REGISTRY
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class TestClockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    __test__ = False
+
+    now: AwareDatetime
+
+
+@router.put("/internal/v1/test-clock", tags=["internal: testing"], responses=problems(403))
+async def set_test_clock(
+    body: TestClockIn, _: ServiceDep, db: DbDep, settings: SettingsDep, clock: ClockDep
+) -> dict[str, datetime]:
+    """Move the test clock (only with SEATS_TEST_CLOCK=1; 404 otherwise)."""
+    if not settings.test_clock or not isinstance(clock, DatabaseTestClock):
+        raise NotFound("No such resource")
+    async with db.transaction() as session:
+        await clock.set(session, body.now)
+    return {"now": body.now}
+
+
+@router.post("/internal/v1/billing/run", tags=["internal: billing"], responses=problems(403))
+async def billing_run(
+    _: ServiceDep,
+    db: DbDep,
+    gateway: GatewayDep,
+    idem: IdempotencyDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Process what is due now: trial expiries, renewals, retries, pending purchases."""
+    report = await run_billing(Payments(db, gateway, idem, clock, settings))
+    return JSONResponse(asdict(report))

@@ -1,0 +1,150 @@
+"""HTTP endpoints of the seats API (SPEC §4). Thin: authenticate, call one service, answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from app.deps import (
+    CallerDep,
+    ClockDep,
+    DbDep,
+    GatewayDep,
+    IdempotencyDep,
+    IdempotentRequestDep,
+    NowDep,
+    SessionDep,
+    SettingsDep,
+    UserIdPath,
+)
+from app.openapi_errors import problems
+from app.pagination import CursorQuery, LimitQuery, Page
+from app.seats import purchase as purchases
+from app.seats import service
+from app.seats.schemas import (
+    AgentCheck,
+    AgentOut,
+    PlanSummary,
+    PurchaseIn,
+    PurchaseOut,
+    QuoteOut,
+    SeatsIn,
+)
+
+router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["seats"])
+
+
+@router.get("", response_model=PlanSummary, responses=problems(403))
+async def get_plan(caller: CallerDep, session: SessionDep, settings: SettingsDep) -> PlanSummary:
+    """The plan summary. Any user of the account, and services."""
+    return await service.get_summary(session, caller, settings)
+
+
+@router.post(
+    "/trial", status_code=201, response_model=PlanSummary, responses=problems(400, 403, 409)
+)
+async def start_trial(
+    caller: CallerDep,
+    idem: IdempotencyDep,
+    req: IdempotentRequestDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Start the 20-seat trial (R3). Primary admin only (R1); once per account."""
+    caller.require_primary_admin()
+    return await idem.run(
+        req, 201, clock, lambda s, now: service.start_trial(s, caller, now, settings)
+    )
+
+
+@router.post("/quotes", status_code=201, response_model=QuoteOut, responses=problems(400, 403, 409))
+async def create_quote(
+    body: SeatsIn,
+    caller: CallerDep,
+    idem: IdempotencyDep,
+    req: IdempotentRequestDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Price a new total, up or down (R8). Charges nothing; expires in 15 minutes."""
+    caller.require_admin()
+    return await idem.run(
+        req, 201, clock, lambda s, now: service.create_quote(s, caller, body.seats, now, settings)
+    )
+
+
+@router.post(
+    "/purchases",
+    status_code=201,
+    response_model=PurchaseOut,
+    responses=problems(400, 402, 403, 409),
+)
+async def purchase_seats(
+    body: PurchaseIn,
+    caller: CallerDep,
+    req: IdempotentRequestDep,
+    db: DbDep,
+    gateway: GatewayDep,
+    idem: IdempotencyDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Raise the total, charging the prorated price now (R6). Needs an `Idempotency-Key`."""
+    deps = purchases.Payments(db, gateway, idem, clock, settings)
+    reply = await purchases.purchase(deps, caller, req, body)
+    return reply.to_response()
+
+
+@router.post("/removals", response_model=PlanSummary, responses=problems(400, 403, 409))
+async def remove_seats(
+    body: SeatsIn,
+    caller: CallerDep,
+    idem: IdempotencyDep,
+    req: IdempotentRequestDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Lower the total at once (R7); only empty seats can go (R4). No refund."""
+    caller.require_primary_admin()
+    return await idem.run(
+        req, 200, clock, lambda s, now: service.remove_seats(s, caller, body.seats, now, settings)
+    )
+
+
+@router.get("/agents", response_model=Page[AgentOut], responses=problems(403))
+async def list_agents(
+    caller: CallerDep, session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
+) -> Page[AgentOut]:
+    """The agents, newest first."""
+    data, next_cursor = await service.list_agents(session, caller, cursor, limit)
+    return Page(data=data, next_cursor=next_cursor)
+
+
+@router.get("/agents/{user_id}", response_model=AgentCheck, responses=problems(403))
+async def check_agent(user_id: UserIdPath, caller: CallerDep, session: SessionDep) -> AgentCheck:
+    """Is this user an agent with access now? The inbox asks on every page load."""
+    return await service.check_agent(session, caller, user_id)
+
+
+@router.put(
+    "/agents/{user_id}",
+    status_code=201,
+    response_model=AgentOut,
+    responses={200: {"description": "Already an agent", "model": AgentOut}, **problems(403, 409)},
+)
+async def assign_agent(
+    user_id: UserIdPath, caller: CallerDep, session: SessionDep, now: NowDep, response: Response
+) -> AgentOut:
+    """Assign a seat (R5): 201 new agent, 200 already one."""
+    agent, created = await service.assign(session, caller, user_id, now)
+    response.status_code = 201 if created else 200
+    return agent
+
+
+@router.delete("/agents/{user_id}", status_code=204, responses=problems(403))
+async def unassign_agent(
+    user_id: UserIdPath, caller: CallerDep, session: SessionDep, now: NowDep
+) -> Response:
+    """Free the user's seat at once (R5)."""
+    await service.unassign(session, caller, user_id, now)
+    return Response(status_code=204)

@@ -1,0 +1,102 @@
+"""Request and response bodies of the seats API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.billing.periods import BillingCycle
+from app.ledger.schemas import InvoiceOut
+from app.seats.models import PlanStatus
+
+MAX_SEATS = 1_000_000_000  # an input sanity bound (amounts stay in 64 bits), not a cap (R2)
+
+
+class SeatsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seats: int = Field(
+        ge=0, le=MAX_SEATS, strict=True, description="The new seat total.", examples=[25]
+    )
+
+
+class PurchaseIn(SeatsIn):
+    quote_id: str | None = Field(
+        default=None,
+        max_length=40,
+        pattern=r"^quo_[0-9a-z]{26}$",
+        description="The quote the admin confirmed: refused with quote_stale if it no longer "
+        "matches (total, price, period or amount due) or expired.",
+    )
+
+
+class TrialOut(BaseModel):
+    seats: int
+    started_at: datetime
+    ends_at: datetime
+
+
+class PeriodOut(BaseModel):
+    start: date
+    end: date
+
+
+class PlanSummary(BaseModel):
+    """The plan as the Manage Seats page shows it."""
+
+    status: PlanStatus
+    seats: int
+    assigned: int
+    available: int
+    trial: TrialOut | None
+    billing_cycle: BillingCycle
+    currency: str
+    unit_price: int = Field(description="Price of one seat for one month, in minor units.")
+    monthly_total: int = Field(description="What the paid seats cost per month (0 in a trial).")
+    cycle_total: int = Field(description="What the paid seats cost per billing cycle.")
+    current_period: PeriodOut | None
+    next_renewal_at: datetime | None
+
+
+class ProrationOut(BaseModel):
+    period_start: date
+    period_end: date
+    days_remaining: int
+    days_in_period: int
+
+
+class QuoteOut(BaseModel):
+    id: str = Field(examples=["quo_01jd4m7c1q9v0c5d3zq7yxk2ab"])
+    expires_at: datetime
+    current_seats: int
+    seats: int
+    change: int
+    currency: str
+    unit_price: int
+    billing_cycle: BillingCycle
+    monthly_total: int
+    cycle_total: int
+    due_now: int = Field(description="Charged now by a purchase of this total (0 if lower).")
+    proration: ProrationOut
+    allowed: bool = Field(description="False when the total is below the assigned seats (R4).")
+    assigned: int
+
+
+class PurchaseOut(BaseModel):
+    summary: PlanSummary
+    invoice: InvoiceOut
+
+
+class AgentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    user_id: str
+    assigned_at: datetime
+    assigned_by: str
+
+
+class AgentCheck(BaseModel):
+    user_id: str
+    agent: bool
+    active: bool = Field(description="An agent of a trialing, active or past-due plan.")

@@ -1,0 +1,291 @@
+"""The seat lifecycle: trial, quotes, removals and agents (SPEC R1-R5, R7, R8, R10, R11).
+
+Each function opens with its guard clauses, locks the plan row before it reads a rule's
+inputs, and only flushes: the caller's transaction commits. Purchases, which must commit
+before they charge, live in ``purchase.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Caller
+from app.billing.periods import BillingCycle, Period
+from app.billing.pricing import cycle_total, price_change
+from app.config import Settings
+from app.directory import repository as directory
+from app.directory.models import Account
+from app.errors import NotAnAgent, NotFound, UserNotFound
+from app.ids import new_id
+from app.ledger import repository as ledger
+from app.pagination import next_cursor
+from app.seats import repository, rules
+from app.seats.models import Assignment, Plan, PlanStatus, Quote
+from app.seats.schemas import (
+    AgentCheck,
+    AgentOut,
+    PeriodOut,
+    PlanSummary,
+    ProrationOut,
+    QuoteOut,
+    TrialOut,
+)
+
+
+def plan_state(plan: Plan) -> rules.PlanState:
+    period = (
+        Period(plan.period_start, plan.period_end)
+        if plan.period_start is not None and plan.period_end is not None
+        else None
+    )
+    return rules.PlanState(
+        status=plan.status,
+        seats=plan.seats,
+        assigned=plan.assigned,
+        trial_used=plan.trial_started_at is not None,
+        pending_seats=plan.pending_seats,
+        period=period,
+    )
+
+
+def summarize(plan: Plan, account: Account, settings: Settings) -> PlanSummary:
+    """The plan summary of ``GET .../conversations``."""
+    state = plan_state(plan)
+    cycle = BillingCycle(account.billing_cycle)
+    paid = state.paid_seats
+    trial = None
+    if plan.trial_started_at is not None and plan.trial_ends_at is not None:
+        trial = TrialOut(
+            seats=settings.trial_seats,
+            started_at=plan.trial_started_at,
+            ends_at=plan.trial_ends_at,
+        )
+    period = state.period if state.status.is_paid else None
+    return PlanSummary(
+        status=state.status,
+        seats=plan.seats,
+        assigned=plan.assigned,
+        available=state.available,
+        trial=trial,
+        billing_cycle=cycle,
+        currency=account.currency,
+        unit_price=settings.price_monthly,
+        monthly_total=paid * settings.price_monthly,
+        cycle_total=cycle_total(paid, settings.price_monthly, cycle),
+        current_period=PeriodOut(start=period.start, end=period.end) if period else None,
+        next_renewal_at=datetime.combine(period.end, time(), UTC) if period else None,
+    )
+
+
+async def load(session: AsyncSession, account_id: str, *, lock: bool) -> tuple[Plan, Account]:
+    """The account's plan (locked when ``lock``) and the account."""
+    plan = await (repository.lock_plan if lock else repository.get_plan)(session, account_id)
+    account = await directory.get_account(session, account_id)
+    if plan is None or account is None:
+        raise NotFound("No such account.")
+    return plan, account
+
+
+def touch(plan: Plan, now: datetime) -> None:
+    plan.version += 1
+    plan.updated_at = now
+
+
+async def get_summary(session: AsyncSession, caller: Caller, settings: Settings) -> PlanSummary:
+    plan, account = await load(session, caller.account_id, lock=False)
+    return summarize(plan, account, settings)
+
+
+async def start_trial(
+    session: AsyncSession, caller: Caller, now: datetime, settings: Settings
+) -> PlanSummary:
+    """R3: the 20-seat trial, once per account."""
+    caller.require_primary_admin()
+    plan, account = await load(session, caller.account_id, lock=True)
+    trial = rules.start_trial(
+        plan_state(plan), now, seats=settings.trial_seats, days=settings.trial_days
+    )
+    before = plan.seats
+    plan.status = PlanStatus.TRIALING
+    plan.seats = trial.seats
+    plan.trial_started_at = trial.started_at
+    plan.trial_ends_at = trial.ends_at
+    touch(plan, now)
+    await ledger.add_event(
+        session,
+        account_id=caller.account_id,
+        type="trial.started",
+        actor=caller.actor,
+        at=now,
+        data={"seats_before": before, "seats_after": plan.seats, "ends_at": trial.ends_at},
+    )
+    return summarize(plan, account, settings)
+
+
+async def create_quote(
+    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+) -> QuoteOut:
+    """R8: price a new total. Stores the quote (so a purchase can confirm it) and nothing else."""
+    caller.require_admin()
+    plan, account = await load(session, caller.account_id, lock=False)
+    state = plan_state(plan)
+    cycle = BillingCycle(account.billing_cycle)
+    period = rules.pricing_period(
+        state, anchor=account.billing_anchor, cycle=cycle, today=now.date()
+    )
+    change = price_change(
+        current_seats=plan.seats,
+        seats=seats,
+        paid_seats=state.paid_seats,
+        unit_price=settings.price_monthly,
+        cycle=cycle,
+        period=period,
+        today=now.date(),
+    )
+    quote = Quote(
+        id=new_id("quo"),
+        account_id=caller.account_id,
+        current_seats=plan.seats,
+        seats=seats,
+        unit_price=settings.price_monthly,
+        currency=account.currency,
+        billing_cycle=cycle,
+        period_start=period.start,
+        period_end=period.end,
+        due_now=change.due_now,
+        created_by=caller.actor,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.quote_ttl_seconds),
+    )
+    session.add(quote)
+    await session.flush()
+    return QuoteOut(
+        id=quote.id,
+        expires_at=quote.expires_at,
+        current_seats=plan.seats,
+        seats=seats,
+        change=change.change,
+        currency=account.currency,
+        unit_price=settings.price_monthly,
+        billing_cycle=cycle,
+        monthly_total=change.monthly_total,
+        cycle_total=change.cycle_total,
+        due_now=change.due_now,
+        proration=ProrationOut(
+            period_start=change.proration.period_start,
+            period_end=change.proration.period_end,
+            days_remaining=change.proration.days_remaining,
+            days_in_period=change.proration.days_in_period,
+        ),
+        allowed=rules.check_decrease_allowed(state, seats),
+        assigned=plan.assigned,
+    )
+
+
+async def remove_seats(
+    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+) -> PlanSummary:
+    """R4, R7: lower the total at once; only empty seats go, and nothing is refunded."""
+    caller.require_primary_admin()
+    plan, account = await load(session, caller.account_id, lock=True)
+    rules.check_removal(plan_state(plan), seats)
+    before = plan.seats
+    plan.seats = seats
+    touch(plan, now)
+    await ledger.add_event(
+        session,
+        account_id=caller.account_id,
+        type="seats.removed",
+        actor=caller.actor,
+        at=now,
+        data={"seats_before": before, "seats_after": seats},
+    )
+    return summarize(plan, account, settings)
+
+
+async def assign(
+    session: AsyncSession, caller: Caller, user_id: str, now: datetime
+) -> tuple[AgentOut, bool]:
+    """R5: give the user a seat; ``(agent, created)``. Assigning an agent again is a no-op."""
+    caller.require_admin()
+    if await directory.get_user(session, caller.account_id, user_id) is None:
+        raise UserNotFound(f"No user {user_id!r} in this account.")
+    plan, _ = await load(session, caller.account_id, lock=True)
+    existing = await repository.get_assignment(session, caller.account_id, user_id)
+    if existing is not None:
+        return AgentOut.model_validate(existing), False
+    rules.check_assign(plan_state(plan))
+    assignment = Assignment(
+        account_id=caller.account_id, user_id=user_id, assigned_at=now, assigned_by=caller.actor
+    )
+    session.add(assignment)
+    plan.assigned += 1
+    touch(plan, now)
+    await ledger.add_event(
+        session,
+        account_id=caller.account_id,
+        type="agent.assigned",
+        actor=caller.actor,
+        at=now,
+        data={
+            "user_id": user_id,
+            "assigned_before": plan.assigned - 1,
+            "assigned_after": plan.assigned,
+        },
+    )
+    await session.flush()
+    return AgentOut.model_validate(assignment), True
+
+
+async def unassign(session: AsyncSession, caller: Caller, user_id: str, now: datetime) -> None:
+    """R5: free the user's seat at once."""
+    caller.require_admin()
+    if not await release_seat(session, caller.account_id, user_id, caller.actor, now):
+        raise NotAnAgent(f"User {user_id!r} is not an agent.")
+
+
+async def release_seat(
+    session: AsyncSession,
+    account_id: str,
+    user_id: str,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+) -> bool:
+    """Free ``user_id``'s seat if it holds one; False if it was not an agent."""
+    plan, _ = await load(session, account_id, lock=True)
+    if not await repository.delete_assignment(session, account_id, user_id):
+        return False
+    plan.assigned -= 1
+    touch(plan, now)
+    data: dict[str, object] = {
+        "user_id": user_id,
+        "assigned_before": plan.assigned + 1,
+        "assigned_after": plan.assigned,
+    }
+    if reason:
+        data["reason"] = reason
+    await ledger.add_event(
+        session, account_id=account_id, type="agent.unassigned", actor=actor, at=now, data=data
+    )
+    return True
+
+
+async def check_agent(session: AsyncSession, caller: Caller, user_id: str) -> AgentCheck:
+    """The hot read: is this user an agent, and does the plan let agents work now?"""
+    found = await repository.agent_check(session, caller.account_id, user_id)
+    if found is None:
+        raise UserNotFound(f"No user {user_id!r} in this account.")
+    _, is_agent, status = found
+    active = is_agent and status is not None and PlanStatus(status).grants_access
+    return AgentCheck(user_id=user_id, agent=is_agent, active=active)
+
+
+async def list_agents(
+    session: AsyncSession, caller: Caller, cursor: str | None, limit: int
+) -> tuple[list[AgentOut], str | None]:
+    rows = await repository.list_agents(session, caller.account_id, cursor, limit)
+    rows, cursor_out = next_cursor(rows, limit, lambda a: (a.assigned_at, a.user_id))
+    return [AgentOut.model_validate(a) for a in rows], cursor_out
