@@ -1,4 +1,4 @@
-"""The ``seats`` command: serve, migrate, token, billing run."""
+"""The ``seats`` command: serve, migrate, token, verify, billing run."""
 
 from __future__ import annotations
 
@@ -84,6 +84,25 @@ def _billing_run(settings: Settings) -> None:
         sys.exit(1)
 
 
+def _verify(settings: Settings) -> None:
+    from app.db import Database
+    from app.verify import CHECKS, verify
+
+    async def run() -> list[str]:
+        db = Database(settings.database_url)
+        try:
+            return [str(v) for v in await verify(db)]
+        finally:
+            await db.dispose()
+
+    failures = asyncio.run(run())
+    for line in failures:
+        print(line)
+    print(f"{len(CHECKS) - len(failures)} of {len(CHECKS)} invariants hold")
+    if failures:
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seats", description="Conversations seats service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--subject", help="the service's name, with --internal")
     token.add_argument("--ttl-minutes", type=int, default=60)
 
+    sub.add_parser("verify", help="check every ledger and seat invariant in SQL")
+
     billing = sub.add_parser("billing", help="billing operations")
     billing_sub = billing.add_subparsers(dest="billing_command", required=True)
     billing_sub.add_parser("run", help="process what is due now (for cron)")
@@ -118,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         migrate(settings)
     elif args.command == "token":
         _token(args, settings)
+    elif args.command == "verify":
+        _verify(settings)
     elif args.command == "billing":
         _billing_run(settings)
 

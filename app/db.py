@@ -53,7 +53,12 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=True,
         pool_recycle=1800,
         # A connection checked out while the database restarts must not hang a request.
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args={
+            "timeout": 5,
+            "command_timeout": 30,
+            # Names our sessions in pg_stat_activity, for operators (and the fault tests).
+            "server_settings": {"application_name": "seats"},
+        },
     )
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing.periods import BillingCycle, Period, next_period
 from app.billing.pricing import cycle_total
+from app.directory import repository as directory
 from app.errors import AppError, PaymentPending
 from app.ids import new_id
 from app.ledger import repository as ledger
@@ -241,23 +242,34 @@ def _retry_due(tries: list[ChargeAttempt], now: datetime, hours: int, max_attemp
 async def charge_renewal(
     deps: purchases.Payments, invoice: Invoice, actor: str
 ) -> ChargeResult | None:
-    """Charge a pending renewal once; record the attempt and settle. None if unavailable."""
+    """Charge a pending renewal once; record the attempt and settle. None if unavailable.
+
+    A new gateway key charges the account's payment method of now, not the one the invoice
+    was made with (kept on the append-only invoice as history): a customer who replaces a
+    declined card must be able to pay.
+    """
     async with deps.db.transaction() as session:
         tries = await ledger.attempts(session, invoice.id)
+        account = await directory.get_account(session, invoice.account_id)
     number = len(tries) + 1
+    method = account.payment_method if account is not None else invoice.payment_method
     if tries and tries[-1].outcome == "unavailable":
         key = tries[-1].gateway_key  # the outcome is unknown: ask again under the same key
+        # ... with the same request: a different card under that key could be refused as a
+        # reused key and then charged again under a new one. An unknown outcome's attempt
+        # records the method it sent in ``reason``.
+        method = tries[-1].reason or invoice.payment_method
     else:
         declines = sum(1 for t in tries if t.outcome == "declined")
         key = invoice.id if declines == 0 else f"{invoice.id}-{declines}"
     try:
-        outcome = await purchases.charge(deps.gateway, invoice, key=key)
+        outcome = await purchases.charge(deps.gateway, invoice, key=key, payment_method=method)
     except PaymentPending:
         outcome = None
     async with deps.db.transaction() as session:
         now = await deps.clock.now(session)
         if outcome is None:
-            await _record(session, invoice.id, number, key, "unavailable", None, now)
+            await _record(session, invoice.id, number, key, "unavailable", method, now)
             return None
         await settle_renewal(session, invoice.id, outcome, now, actor, number, key)
     return outcome

@@ -89,12 +89,12 @@ async def purchase(
             crash_point(deps.settings, "after_charge")
             async with deps.db.transaction() as session:
                 invoice = await settle(session, invoice.id, outcome, deps.clock, caller.actor)
-                reply = await _reply(session, deps.settings, caller.account_id, invoice)
+                reply = await _reply(session, deps.settings, caller.account_id, invoice.id)
                 if reply.status < 400:
                     await deps.idempotency.store(session, req, reply.status, reply.body)
         else:
             async with deps.db.transaction() as session:
-                reply = await _reply(session, deps.settings, caller.account_id, invoice)
+                reply = await _reply(session, deps.settings, caller.account_id, invoice.id)
         if invoice.status is InvoiceStatus.FAILED:
             raise declined(invoice)
         return reply
@@ -194,13 +194,19 @@ async def _prepare(
     return invoice
 
 
-async def charge(gateway: Gateway, invoice: Invoice, *, key: str | None = None) -> ChargeResult:
+async def charge(
+    gateway: Gateway,
+    invoice: Invoice,
+    *,
+    key: str | None = None,
+    payment_method: str | None = None,
+) -> ChargeResult:
     """Step 2: charge ``invoice`` (never inside a transaction: the gateway may be slow)."""
     if invoice.total == 0:
         return FREE
     try:
         result = await gateway.charge(
-            payment_method=invoice.payment_method,
+            payment_method=payment_method or invoice.payment_method,
             amount=invoice.total,
             currency=invoice.currency,
             idempotency_key=key or invoice.id,
@@ -271,10 +277,11 @@ async def settle(
 
 
 async def _reply(
-    session: AsyncSession, settings: Settings, account_id: str, invoice: Invoice
+    session: AsyncSession, settings: Settings, account_id: str, invoice_id: str
 ) -> StoredResponse:
     plan, account = await load(session, account_id, lock=False)
-    await session.refresh(invoice, ["lines"])
+    invoice = await ledger.get_invoice(session, invoice_id)
+    assert invoice is not None
     body = PurchaseOut(
         summary=summarize(plan, account, settings), invoice=InvoiceOut.model_validate(invoice)
     )
