@@ -7,6 +7,8 @@ The algorithm comes from configuration, never from the token's header, which rul
 from __future__ import annotations
 
 import re
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +17,7 @@ import jwt
 
 from app.config import Settings
 from app.directory.models import Role
-from app.errors import NotAdmin, NotPrimaryAdmin, Unauthenticated
+from app.errors import NotAdmin, NotFound, NotPrimaryAdmin, Unauthenticated, UnknownUser
 
 SERVICE_SCOPE = "seats:internal"
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -67,21 +69,63 @@ class Caller:
             self.require_admin()
 
 
+def check_account_scope(principal: Principal, account_id: str) -> None:
+    """A user token on another account's path: 404, as if it did not exist (no id leaks)."""
+    if principal.account_id is not None and principal.account_id != account_id:
+        raise NotFound("No such account.")
+
+
+def caller_of(
+    principal: Principal, account_id: str, *, account_exists: bool, role: Role | None
+) -> Caller:
+    """The caller, from what the directory says of the path's account and the token's user."""
+    if principal.is_service:
+        if not account_exists:
+            raise NotFound("No such account.")
+        return Caller(account_id, principal.subject, None)
+    if role is None:
+        raise UnknownUser("The token's user is not a user of this account in the directory.")
+    return Caller(account_id, principal.subject, role)
+
+
+# Verified tokens, by their text, until they expire. Checking an HS256 signature and the
+# claims costs more than the hot read's own query; the inbox sends the same token on every
+# page load. Bounded, least recently used first out.
+TOKEN_CACHE_SIZE = 10_000
+
+
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self.algorithm = settings.jwt_algorithm
         self.key: Any = settings.jwt_public_key or settings.jwt_secret
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def verify(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer`` header, or ``401 unauthenticated``."""
         if not authorization:
             raise Unauthenticated("Missing Authorization header.")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Authorization must be 'Bearer <token>'.")
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if time.time() < expires:  # PyJWT's own rule: expired once now >= exp
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+        principal, expires = self._decode(token)
+        self._verified[token] = (principal, expires)
+        if len(self._verified) > TOKEN_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
+        """Check the signature and the claims: the principal and when its token expires."""
         try:
             claims = jwt.decode(
-                token.strip(),
+                token,
                 self.key,
                 algorithms=[self.algorithm],
                 options={"require": ["exp", "sub"]},
@@ -91,16 +135,21 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated("The token is invalid.") from exc
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not _ID.match(subject):
+        if not isinstance(subject, str) or not _ID.fullmatch(subject):
             raise Unauthenticated("The token's subject is invalid.")
+        exp = claims["exp"]
+        # RFC 7519's NumericDate is a JSON number; PyJWT also accepts a numeric string.
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise Unauthenticated("The token's exp is not a number.")
+        expires = float(min(exp, 2**53))  # an int may be too large for a float
         account_id = claims.get("account_id")
         if account_id is None:
             if SERVICE_SCOPE not in _scopes(claims.get("scope")):
                 raise Unauthenticated("A token needs an account_id or the seats:internal scope.")
-            return Principal(subject, None)
-        if not isinstance(account_id, str) or not _ID.match(account_id):
+            return Principal(subject, None), expires
+        if not isinstance(account_id, str) or not _ID.fullmatch(account_id):
             raise Unauthenticated("The token's account_id is invalid.")
-        return Principal(subject, account_id)
+        return Principal(subject, account_id), expires
 
 
 def _scopes(value: object) -> list[str]:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -43,14 +44,19 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             from pathlib import Path
 
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # No pool: a pooled connection keeps the file it first opened, so a database file
+        # replaced or restored while the service runs would go unnoticed. Opening a SQLite
+        # file costs a fraction of a millisecond.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, poolclass=NullPool)
         _serialize_sqlite_writes(engine)
         return engine
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pool_pre_ping: on asyncpg it is BEGIN, a ping and ROLLBACK, three round trips
+        # before every request. A connection the database dropped fails its first statement
+        # instead (503, never a wrong answer), and SQLAlchemy then discards the whole pool.
         pool_recycle=1800,
         # A connection checked out while the database restarts must not hang a request.
         connect_args={
@@ -90,6 +96,12 @@ class Database:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # One-statement reads run outside a transaction on PostgreSQL (no BEGIN, no COMMIT).
+        # SQLite keeps its transactions: its connections issue their own BEGIN IMMEDIATE.
+        reads = self.engine
+        if not self.is_sqlite:
+            reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.read_sessionmaker = async_sessionmaker(reads, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:

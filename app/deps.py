@@ -9,37 +9,40 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import ID_PATTERN, Caller, Principal, TokenVerifier
+from app.auth import ID_PATTERN, Caller, Principal, TokenVerifier, caller_of, check_account_scope
 from app.clock import Clock
 from app.config import Settings
 from app.db import Database
 from app.directory import repository as directory
-from app.errors import NotFound, ServiceTokenRequired, UnknownUser
+from app.errors import ServiceTokenRequired
 from app.idempotency import IdempotencyStore, IdempotentRequest, make_request
 from app.payments.gateway import Gateway
 
+# Every dependency is ``async def``: FastAPI runs a plain ``def`` one in a worker thread, a
+# thread hop per dependency per request that cost more than the hot read's own query.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def get_idempotency(request: Request) -> IdempotencyStore:
+async def get_idempotency(request: Request) -> IdempotencyStore:
     store: IdempotencyStore = request.app.state.idempotency
     return store
 
@@ -67,6 +70,16 @@ async def get_session(db: DbDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+async def get_read_session(db: DbDep) -> AsyncIterator[AsyncSession]:
+    """A session for a read that is one statement: no BEGIN and COMMIT round trips on
+    PostgreSQL, where one statement sees one snapshot anyway. For reads only."""
+    async with db.read_sessionmaker() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+
+
 async def get_now(session: SessionDep, clock: ClockDep) -> datetime:
     return await clock.now(session)
 
@@ -74,7 +87,7 @@ async def get_now(session: SessionDep, clock: ClockDep) -> datetime:
 NowDep = Annotated[datetime, Depends(get_now)]
 
 
-def get_principal(
+async def get_principal(
     request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Principal:
     verifier: TokenVerifier = request.app.state.verifier
@@ -84,7 +97,7 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_service(principal: PrincipalDep) -> Principal:
+async def require_service(principal: PrincipalDep) -> Principal:
     if not principal.is_service:
         raise ServiceTokenRequired("This endpoint is for internal services.")
     return principal
@@ -100,32 +113,43 @@ UserIdPath = Annotated[
 ]
 
 
-async def get_caller(account_id: AccountIdPath, principal: PrincipalDep, db: DbDep) -> Caller:
+async def _lookup_caller(session: AsyncSession, account_id: str, principal: Principal) -> Caller:
+    check_account_scope(principal, account_id)
+    if principal.is_service:
+        exists = await directory.account_exists(session, account_id)
+        return caller_of(principal, account_id, account_exists=exists, role=None)
+    role = await directory.user_role(session, account_id, principal.subject)
+    return caller_of(principal, account_id, account_exists=True, role=role)
+
+
+async def get_caller(
+    account_id: AccountIdPath, principal: PrincipalDep, session: SessionDep
+) -> Caller:
     """The caller acting on the path's account, with its role from the directory.
 
-    Another account's path answers 404, as if it did not exist: no leak of which ids exist.
+    Read in the request's own session, so that a handler's reads and writes share one
+    transaction with it.
     """
-    if principal.account_id is not None and principal.account_id != account_id:
-        raise NotFound("No such account.")
-    # A short transaction of its own: the request's work may run in other transactions
-    # (idempotent POSTs), and on SQLite two open write transactions would wait on each other.
+    return await _lookup_caller(session, account_id, principal)
+
+
+async def get_caller_apart(account_id: AccountIdPath, principal: PrincipalDep, db: DbDep) -> Caller:
+    """The caller, read in a short transaction of its own.
+
+    For handlers that run their work in transactions of their own (idempotent POSTs,
+    purchases): on SQLite two open write transactions of one request would wait on each other.
+    """
     async with db.transaction() as session:
-        if principal.is_service:
-            if not await directory.account_exists(session, account_id):
-                raise NotFound("No such account.")
-            return Caller(account_id, principal.subject, None)
-        role = await directory.user_role(session, account_id, principal.subject)
-    if role is None:
-        raise UnknownUser("The token's user is not a user of this account in the directory.")
-    return Caller(account_id, principal.subject, role)
+        return await _lookup_caller(session, account_id, principal)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+CallerApartDep = Annotated[Caller, Depends(get_caller_apart)]
 
 
 async def get_idempotent_request(
     request: Request,
-    caller: CallerDep,
+    caller: CallerApartDep,
     idempotency_key: Annotated[
         str | None,
         Header(

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.observability import current_request_id
 
@@ -266,7 +267,24 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (RFC 9110: Allow lists them all).
+
+    Starlette's own Allow header names only the first route whose path matched.
+    """
+    allowed = []
+    for method in _METHODS:
+        probe = {key: request.scope.get(key) for key in ("type", "path", "root_path", "headers")}
+        probe["method"] = method
+        if any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return error_response(NotFound("No such resource"))
@@ -276,7 +294,19 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
         response = error_response(MethodNotAllowed())
         if exc.headers and "allow" in {k.lower() for k in exc.headers}:
             response.headers.update(exc.headers)
+        if allowed := _allowed_methods(request):
+            response.headers["Allow"] = ", ".join(allowed)
         return response
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it could not parse at all (invalid UTF-8, nesting too
+        # deep, an integer too long to read): a bad body like any other (SPEC §4: 422).
+        return problem_response(
+            422,
+            ValidationFailed.code,
+            ValidationFailed.title,
+            "Invalid request: body",
+            errors=[{"loc": ["body"], "msg": "Unparsable body", "type": "json_invalid"}],
+        )
     return problem_response(
         exc.status_code, f"http_{exc.status_code}", str(exc.detail), str(exc.detail)
     )

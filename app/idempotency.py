@@ -100,11 +100,11 @@ def make_request(
     """The idempotent request for a header value, or None when no key was sent."""
     if key is None:
         return None
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey("Idempotency-Key must be 1-255 visible ASCII characters")
     try:
         canonical = json.dumps(json.loads(body or b"null"), sort_keys=True, separators=(",", ":"))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         canonical = body.decode("latin-1")
     digest = hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
     return IdempotentRequest(account_id, caller, key, digest)

@@ -124,6 +124,8 @@ def _install_docs(app: FastAPI) -> None:
             swagger_js_url="/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon-32x32.png",
+            # Swagger UI's default sends the spec's URL to validator.swagger.io for a badge.
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
 

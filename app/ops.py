@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic.config import Config
@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from app.clock import DatabaseTestClock
@@ -68,7 +68,12 @@ class TestClockIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     __test__ = False
 
-    now: AwareDatetime
+    # Bounded so that "now" plus a trial, a period or a retention window stays a valid date.
+    now: AwareDatetime = Field(
+        ge=datetime(1970, 1, 1, tzinfo=UTC),
+        lt=datetime(9000, 1, 1, tzinfo=UTC),
+        description="An aware time from 1970 to before 9000.",
+    )
 
 
 @router.put("/internal/v1/test-clock", tags=["internal: testing"], responses=problems(403))

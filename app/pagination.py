@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -21,6 +22,8 @@ CursorQuery = Annotated[
     Query(max_length=200, description="The next_cursor of the previous page"),
 ]
 
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the ids the lists are keyed by
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Select[Any])
@@ -40,8 +43,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, key = json.loads(raw)
-        return datetime.fromisoformat(at), str(key)
-    except (ValueError, TypeError) as exc:
+        when = datetime.fromisoformat(at)
+        # A forged cursor must not reach the query: a naive time cannot be compared with the
+        # stored UTC times, and a key that is not an id may not even be storable text.
+        if when.tzinfo is None or not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ValueError("not a cursor of this service")
+        return when.astimezone(UTC), key
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise ValidationFailed(
             "Invalid cursor.", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
         ) from exc

@@ -257,7 +257,7 @@ def sql(settings: Settings) -> Callable[[str], Any]:
     async def run(query: str, **params: Any) -> list[Any]:
         engine = create_async_engine(settings.database_url)
         try:
-            async with engine.connect() as conn:
+            async with engine.begin() as conn:  # committed: tests may corrupt data on purpose
                 result = await conn.execute(text(query), params)
                 return list(result.all()) if result.returns_rows else []
         finally:

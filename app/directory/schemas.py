@@ -10,7 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from app.billing.periods import BillingCycle
 from app.directory.models import Role
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+# No control characters (NUL, newlines...): PostgreSQL cannot store NUL in text at all.
+Name = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=200, strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -49,7 +55,10 @@ class AccountOut(BaseModel):
 
 class UserIn(Strict):
     email: Annotated[
-        str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+        str,
+        StringConstraints(
+            min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+        ),
     ] = Field(examples=["alice@acme.test"])
     name: Name = Field(examples=["Alice"])
     role: Role = Field(examples=["primary_admin"])

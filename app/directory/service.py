@@ -26,8 +26,8 @@ async def upsert_account(
     kept. The currency is fixed once the account has invoices.
     """
     account = await repository.get_account(session, account_id, for_update=True)
-    currency = body.currency or settings.currency
     if account is None:
+        currency = body.currency or settings.currency
         account = Account(
             id=account_id,
             name=body.name,
@@ -53,6 +53,7 @@ async def upsert_account(
         )
         await _flush(session)
         return account, True
+    currency = body.currency or account.currency  # absent: keep the account's currency
     if currency != account.currency and await ledger.has_invoices(session, account_id):
         raise CurrencyLocked(f"The account has invoices in {account.currency}.")
     account.name = body.name

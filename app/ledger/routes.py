@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from app.deps import (
+    CallerApartDep,
     CallerDep,
     ClockDep,
     DbDep,
@@ -51,7 +52,7 @@ async def get_invoice(
 )
 async def pay_invoice(
     invoice_id: InvoiceIdPath,
-    caller: CallerDep,
+    caller: CallerApartDep,
     req: IdempotentRequestDep,
     db: DbDep,
     gateway: GatewayDep,

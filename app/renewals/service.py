@@ -18,6 +18,7 @@ the gateway unavailable is retried on the next run, with the same key.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -78,6 +79,9 @@ async def run_billing(deps: purchases.Payments, *, max_periods: int = 120) -> Ru
         async with deps.db.transaction() as session:
             report.trials_expired += await expire_trial(session, account_id, now)
 
+    # Pending purchases first: a renewal waits for them (see ``invoice_renewal``).
+    await _collect_pending(deps, now, report, InvoiceKind.PURCHASE)
+
     async with deps.db.transaction() as session:
         due = list(
             await session.scalars(
@@ -89,29 +93,37 @@ async def run_billing(deps: purchases.Payments, *, max_periods: int = 120) -> Ru
         )
     for account_id in due:
         for _ in range(max_periods):  # catch up one period at a time, each its own invoice
-            async with deps.db.transaction() as session:
-                try:
+            try:
+                async with deps.db.transaction() as session:
                     invoiced = await invoice_renewal(
                         session, account_id, now, deps.settings.price_monthly
                     )
-                except IntegrityError:
-                    invoiced = None  # another run renewed this period first
+            except IntegrityError:
+                invoiced = None  # another run renewed this period first
             if invoiced is None:
                 break
             report.renewals_invoiced += 1 if invoiced else 0
 
-    async with deps.db.transaction() as session:
-        pending = await ledger.pending_invoices(session, limit=1000)
-    for invoice in pending:
-        try:
-            await _collect(deps, invoice, now, report)
-        except AppError as exc:
-            report.errors.append(f"{invoice.id}: {exc.code}")
+    await _collect_pending(deps, now, report, InvoiceKind.RENEWAL)
 
     async with deps.db.transaction() as session:
         report.idempotency_keys_purged = await deps.idempotency.purge_expired(session)
         report.quotes_purged = await purge_quotes(session, now)
     return report
+
+
+async def _collect_pending(
+    deps: purchases.Payments, now: datetime, report: RunReport, kind: InvoiceKind
+) -> None:
+    async with deps.db.transaction() as session:
+        pending = await ledger.pending_invoices(session, limit=1000)
+    for invoice in pending:
+        if invoice.kind is not kind:
+            continue
+        try:
+            await _collect(deps, invoice, now, report)
+        except AppError as exc:
+            report.errors.append(f"{invoice.id}: {exc.code}")
 
 
 async def expire_trial(session: AsyncSession, account_id: str, now: datetime) -> int:
@@ -147,6 +159,11 @@ async def invoice_renewal(
         return None
     if plan.period_end > now.date():
         return None
+    if plan.pending_invoice_id is not None:
+        # A purchase waits for its charge and will change the seat total: renewing first
+        # would bill the next period for the old total and leave the added seats unbilled.
+        # The run renews once the purchase is settled.
+        return None
     cycle = BillingCycle(account.billing_cycle)
     period = next_period(account.billing_anchor, cycle, Period(plan.period_start, plan.period_end))
     plan.period_start, plan.period_end = period.start, period.end
@@ -180,8 +197,7 @@ async def invoice_renewal(
         InvoiceLine(
             position=0,
             description=(
-                f"{plan.seats} Conversations seat(s), {cycle.value}, "
-                f"{period.start} to {period.end}"
+                f"{plan.seats} Conversations seat(s), {cycle.value}, {period.start} to {period.end}"
             ),
             quantity=plan.seats,
             unit_price=unit_price * cycle.months,
@@ -215,13 +231,13 @@ async def _collect(
         elif settled.status is InvoiceStatus.FAILED:
             report.purchases_failed += 1
         return
-    async with deps.db.transaction() as session:
-        tries = await ledger.attempts(session, invoice.id)
-    if not _retry_due(
-        tries, now, deps.settings.renewal_retry_hours, deps.settings.renewal_max_attempts
-    ):
+    hours, most = deps.settings.renewal_retry_hours, deps.settings.renewal_max_attempts
+    try:
+        result = await charge_renewal(
+            deps, invoice, SYSTEM, due=lambda tries: _retry_due(tries, now, hours, most)
+        )
+    except _NotDue:
         return
-    result = await charge_renewal(deps, invoice, SYSTEM)
     if result is None:
         report.charges_unavailable += 1
     elif isinstance(result, ChargeSucceeded):
@@ -234,23 +250,37 @@ def _retry_due(tries: list[ChargeAttempt], now: datetime, hours: int, max_attemp
     declines = [t for t in tries if t.outcome == "declined"]
     if not tries or tries[-1].outcome == "unavailable":
         return True
+    if not declines:
+        return False  # it succeeded: settled since this run listed it (another run or /pay)
     if len(declines) >= max_attempts:
         return False
     return now - declines[-1].at >= timedelta(hours=hours)
 
 
+class _NotDue(Exception):
+    """The retry policy says not now."""
+
+
 async def charge_renewal(
-    deps: purchases.Payments, invoice: Invoice, actor: str
+    deps: purchases.Payments,
+    invoice: Invoice,
+    actor: str,
+    *,
+    due: Callable[[list[ChargeAttempt]], bool] | None = None,
 ) -> ChargeResult | None:
     """Charge a pending renewal once; record the attempt and settle. None if unavailable.
 
     A new gateway key charges the account's payment method of now, not the one the invoice
     was made with (kept on the append-only invoice as history): a customer who replaces a
-    declined card must be able to pay.
+    declined card must be able to pay. ``due`` (the run's retry policy) is asked about the
+    same attempts the key is derived from, else a concurrent run's fresh decline would be
+    retried at once under the next key; it raises ``_NotDue`` when it says no.
     """
     async with deps.db.transaction() as session:
         tries = await ledger.attempts(session, invoice.id)
         account = await directory.get_account(session, invoice.account_id)
+    if due is not None and not due(tries):
+        raise _NotDue
     number = len(tries) + 1
     method = account.payment_method if account is not None else invoice.payment_method
     if tries and tries[-1].outcome == "unavailable":
@@ -266,12 +296,17 @@ async def charge_renewal(
         outcome = await purchases.charge(deps.gateway, invoice, key=key, payment_method=method)
     except PaymentPending:
         outcome = None
-    async with deps.db.transaction() as session:
-        now = await deps.clock.now(session)
-        if outcome is None:
-            await _record(session, invoice.id, number, key, "unavailable", method, now)
-            return None
-        await settle_renewal(session, invoice.id, outcome, now, actor, number, key)
+    try:
+        async with deps.db.transaction() as session:
+            now = await deps.clock.now(session)
+            if outcome is None:
+                await _record(session, invoice.id, number, key, "unavailable", method, now)
+                return None
+            await settle_renewal(session, invoice.id, outcome, now, actor, number, key)
+    except IntegrityError:
+        # A concurrent run recorded this attempt number first; it asked the gateway under
+        # the same key, so its record stands for ours.
+        log.info("attempt %s of %s was recorded by a concurrent run", number, invoice.id)
     return outcome
 
 

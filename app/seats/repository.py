@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from app.directory.models import User
+from app.directory.models import Account, User
 from app.pagination import keyset
 from app.seats.models import Assignment, Plan, Quote
 
@@ -34,25 +37,60 @@ async def delete_assignment(session: AsyncSession, account_id: str, user_id: str
     return bool(getattr(result, "rowcount", 0))
 
 
+class AgentCheckRow(NamedTuple):
+    caller_role: str | None
+    user_exists: bool
+    is_agent: bool
+    plan_status: str | None
+
+
+_caller = aliased(User)
+_target = aliased(User)
+
+
 async def agent_check(
-    session: AsyncSession, account_id: str, user_id: str
-) -> tuple[bool, bool, str | None] | None:
-    """(user exists, is an agent, plan status) in one query, or None for an unknown user."""
+    session: AsyncSession, account_id: str, caller_id: str, user_id: str
+) -> AgentCheckRow | None:
+    """The hot read in one statement (None if no such account): the caller's role, whether
+    the user exists and holds a seat, and the plan's status. Primary-key lookups only, so its
+    cost does not grow with the number of users or agents."""
     row = (
         await session.execute(
-            select(Assignment.user_id, Plan.status)
-            .select_from(User)
+            select(
+                _caller.role,
+                _target.id.is_not(None),
+                Assignment.user_id.is_not(None),
+                Plan.status,
+            )
+            .select_from(Account)
+            .outerjoin(_caller, (_caller.account_id == Account.id) & (_caller.id == caller_id))
+            .outerjoin(_target, (_target.account_id == Account.id) & (_target.id == user_id))
+            .outerjoin(
+                Assignment,
+                (Assignment.account_id == Account.id) & (Assignment.user_id == user_id),
+            )
+            .outerjoin(Plan, Plan.account_id == Account.id)
+            .where(Account.id == account_id)
+        )
+    ).first()
+    return None if row is None else AgentCheckRow(*row)
+
+
+async def user_and_assignment(
+    session: AsyncSession, account_id: str, user_id: str
+) -> tuple[bool, Assignment | None]:
+    """(the user exists, its assignment or None), in one query."""
+    row = (
+        await session.execute(
+            select(User.id, Assignment)
             .outerjoin(
                 Assignment,
                 (Assignment.account_id == User.account_id) & (Assignment.user_id == User.id),
             )
-            .outerjoin(Plan, Plan.account_id == User.account_id)
             .where(User.account_id == account_id, User.id == user_id)
         )
     ).first()
-    if row is None:
-        return None
-    return True, row[0] is not None, row[1]
+    return (False, None) if row is None else (True, row[1])
 
 
 async def list_agents(

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from app.deps import (
+    AccountIdPath,
+    CallerApartDep,
     CallerDep,
     ClockDep,
     DbDep,
@@ -13,6 +15,8 @@ from app.deps import (
     IdempotencyDep,
     IdempotentRequestDep,
     NowDep,
+    PrincipalDep,
+    ReadSessionDep,
     SessionDep,
     SettingsDep,
     UserIdPath,
@@ -44,7 +48,7 @@ async def get_plan(caller: CallerDep, session: SessionDep, settings: SettingsDep
     "/trial", status_code=201, response_model=PlanSummary, responses=problems(400, 403, 409)
 )
 async def start_trial(
-    caller: CallerDep,
+    caller: CallerApartDep,
     idem: IdempotencyDep,
     req: IdempotentRequestDep,
     clock: ClockDep,
@@ -60,7 +64,7 @@ async def start_trial(
 @router.post("/quotes", status_code=201, response_model=QuoteOut, responses=problems(400, 403, 409))
 async def create_quote(
     body: SeatsIn,
-    caller: CallerDep,
+    caller: CallerApartDep,
     idem: IdempotencyDep,
     req: IdempotentRequestDep,
     clock: ClockDep,
@@ -81,7 +85,7 @@ async def create_quote(
 )
 async def purchase_seats(
     body: PurchaseIn,
-    caller: CallerDep,
+    caller: CallerApartDep,
     req: IdempotentRequestDep,
     db: DbDep,
     gateway: GatewayDep,
@@ -98,7 +102,7 @@ async def purchase_seats(
 @router.post("/removals", response_model=PlanSummary, responses=problems(400, 403, 409))
 async def remove_seats(
     body: SeatsIn,
-    caller: CallerDep,
+    caller: CallerApartDep,
     idem: IdempotencyDep,
     req: IdempotentRequestDep,
     clock: ClockDep,
@@ -121,9 +125,14 @@ async def list_agents(
 
 
 @router.get("/agents/{user_id}", response_model=AgentCheck, responses=problems(403))
-async def check_agent(user_id: UserIdPath, caller: CallerDep, session: SessionDep) -> AgentCheck:
+async def check_agent(
+    account_id: AccountIdPath,
+    user_id: UserIdPath,
+    principal: PrincipalDep,
+    session: ReadSessionDep,
+) -> AgentCheck:
     """Is this user an agent with access now? The inbox asks on every page load."""
-    return await service.check_agent(session, caller, user_id)
+    return await service.check_agent(session, principal, account_id, user_id)
 
 
 @router.put(

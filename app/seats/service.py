@@ -11,12 +11,12 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import Caller
+from app.auth import Caller, Principal, caller_of, check_account_scope
 from app.billing.periods import BillingCycle, Period
 from app.billing.pricing import cycle_total, price_change
 from app.config import Settings
 from app.directory import repository as directory
-from app.directory.models import Account
+from app.directory.models import Account, Role
 from app.errors import NotAnAgent, NotFound, UserNotFound
 from app.ids import new_id
 from app.ledger import repository as ledger
@@ -86,6 +86,14 @@ async def load(session: AsyncSession, account_id: str, *, lock: bool) -> tuple[P
     if plan is None or account is None:
         raise NotFound("No such account.")
     return plan, account
+
+
+async def lock_plan(session: AsyncSession, account_id: str) -> Plan:
+    """The account's plan, locked; for the changes that do not need the account row."""
+    plan = await repository.lock_plan(session, account_id)
+    if plan is None:
+        raise NotFound("No such account.")
+    return plan
 
 
 def touch(plan: Plan, now: datetime) -> None:
@@ -210,10 +218,13 @@ async def assign(
 ) -> tuple[AgentOut, bool]:
     """R5: give the user a seat; ``(agent, created)``. Assigning an agent again is a no-op."""
     caller.require_admin()
-    if await directory.get_user(session, caller.account_id, user_id) is None:
+    plan = await lock_plan(session, caller.account_id)
+    # Read under the plan's lock, so that a concurrent assignment of the same user is seen.
+    user_exists, existing = await repository.user_and_assignment(
+        session, caller.account_id, user_id
+    )
+    if not user_exists:
         raise UserNotFound(f"No user {user_id!r} in this account.")
-    plan, _ = await load(session, caller.account_id, lock=True)
-    existing = await repository.get_assignment(session, caller.account_id, user_id)
     if existing is not None:
         return AgentOut.model_validate(existing), False
     rules.check_assign(plan_state(plan))
@@ -255,7 +266,7 @@ async def release_seat(
     reason: str | None = None,
 ) -> bool:
     """Free ``user_id``'s seat if it holds one; False if it was not an agent."""
-    plan, _ = await load(session, account_id, lock=True)
+    plan = await lock_plan(session, account_id)
     if not await repository.delete_assignment(session, account_id, user_id):
         return False
     plan.assigned -= 1
@@ -273,12 +284,21 @@ async def release_seat(
     return True
 
 
-async def check_agent(session: AsyncSession, caller: Caller, user_id: str) -> AgentCheck:
-    """The hot read: is this user an agent, and does the plan let agents work now?"""
-    found = await repository.agent_check(session, caller.account_id, user_id)
-    if found is None:
+async def check_agent(
+    session: AsyncSession, principal: Principal, account_id: str, user_id: str
+) -> AgentCheck:
+    """The hot read: is this user an agent, and does the plan let agents work now?
+
+    It authorizes the caller itself, from the same statement that answers (any user of the
+    account and services may ask): one round trip instead of a role lookup first.
+    """
+    check_account_scope(principal, account_id)
+    row = await repository.agent_check(session, account_id, principal.subject, user_id)
+    role = None if row is None or row.caller_role is None else Role(row.caller_role)
+    caller_of(principal, account_id, account_exists=row is not None, role=role)
+    if row is None or not row.user_exists:
         raise UserNotFound(f"No user {user_id!r} in this account.")
-    _, is_agent, status = found
+    is_agent, status = bool(row.is_agent), row.plan_status
     active = is_agent and status is not None and PlanStatus(status).grants_access
     return AgentCheck(user_id=user_id, agent=is_agent, active=active)
 

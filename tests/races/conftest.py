@@ -15,11 +15,9 @@ import pytest
 from app.config import Settings
 from app.db import Database
 from app.verify import verify
-from tests.conftest import NOW, PG_URL, Api, make_settings
+from tests.conftest import NOW, Api, make_settings
 from tests.live import LiveServer
 from tests.payments_server import PaymentsServer
-
-pytestmark = pytest.mark.skipif(not PG_URL, reason="race tests need PostgreSQL")
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from app.config import Settings
-from tests.conftest import Api
+from tests.conftest import PG_URL, Api
 from tests.payments_server import PaymentsServer
 from tests.races.conftest import assert_invariants, statuses
+
+pytestmark = pytest.mark.skipif(not PG_URL, reason="race tests need PostgreSQL")
 
 CLIENTS = 50
 
@@ -115,4 +120,41 @@ async def test_r5_unassign_racing_assign_of_the_same_user_keeps_the_count(
         [(assigned,)] = await sql("SELECT assigned FROM plan WHERE account_id = 'acme'")
         [(rows,)] = await sql("SELECT COUNT(*) FROM assignment")
         assert assigned == rows <= 1
+    await assert_invariants(live_settings)
+
+
+async def test_r9_concurrent_billing_runs_renew_each_period_once(
+    live: Api, live_settings: Settings, payments: PaymentsServer, sql: Callable[..., Any]
+) -> None:
+    accounts = [f"acct{i}" for i in range(5)]
+    for account in accounts:
+        assert (await live.put_account(account)).status_code == 201
+        assert (await live.put_user(account, "owner", "primary_admin")).status_code == 201
+        assert (
+            await live.buy(3 + len(account), account_id=account, user="owner")
+        ).status_code == 201
+    charges_before = len(payments.charges)
+    await live.set_clock(datetime(2027, 2, 15, tzinfo=UTC))  # three periods behind
+
+    runs = await asyncio.gather(
+        *(
+            live.client.post("/internal/v1/billing/run", headers=live.as_service())
+            for _ in range(10)
+        )
+    )
+
+    assert all(r.status_code == 200 for r in runs), [r.text for r in runs]
+    assert sum(r.json()["renewals_invoiced"] for r in runs) == 3 * len(accounts)
+    assert (
+        await sql(
+            "SELECT account_id, period_start FROM invoice WHERE kind = 'renewal' "
+            "GROUP BY account_id, period_start HAVING COUNT(*) > 1"
+        )
+        == []
+    )
+    renewals = await sql("SELECT id, status FROM invoice WHERE kind = 'renewal'")
+    assert len(renewals) == 3 * len(accounts)
+    assert {status for _, status in renewals} == {"paid"}
+    keys = [c["idempotency_key"] for c in payments.charges[charges_before:]]
+    assert sorted(keys) == sorted(invoice_id for invoice_id, _ in renewals)  # one charge each
     await assert_invariants(live_settings)
