@@ -134,6 +134,8 @@ class ChargeAttempt(Base):
     invoice_id: Mapped[str] = mapped_column(String(40), ForeignKey("invoice.id"), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     gateway_key: Mapped[str] = mapped_column(String(60))
+    # The method charged: a retry under the same key must send the very same request.
+    payment_method: Mapped[str] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -286,9 +286,8 @@ async def charge_renewal(
     if tries and tries[-1].outcome == "unavailable":
         key = tries[-1].gateway_key  # the outcome is unknown: ask again under the same key
         # ... with the same request: a different card under that key could be refused as a
-        # reused key and then charged again under a new one. An unknown outcome's attempt
-        # records the method it sent in ``reason``.
-        method = tries[-1].reason or invoice.payment_method
+        # reused key and then charged again under a new one.
+        method = tries[-1].payment_method
     else:
         declines = sum(1 for t in tries if t.outcome == "declined")
         key = invoice.id if declines == 0 else f"{invoice.id}-{declines}"
@@ -300,9 +299,9 @@ async def charge_renewal(
         async with deps.db.transaction() as session:
             now = await deps.clock.now(session)
             if outcome is None:
-                await _record(session, invoice.id, number, key, "unavailable", method, now)
+                await _record(session, invoice.id, number, key, method, "unavailable", None, now)
                 return None
-            await settle_renewal(session, invoice.id, outcome, now, actor, number, key)
+            await settle_renewal(session, invoice.id, outcome, now, actor, (number, key, method))
     except IntegrityError:
         # A concurrent run recorded this attempt number first; it asked the gateway under
         # the same key, so its record stands for ours.
@@ -315,6 +314,7 @@ async def _record(
     invoice_id: str,
     number: int,
     key: str,
+    method: str,
     outcome: str,
     reason: str | None,
     now: datetime,
@@ -324,6 +324,7 @@ async def _record(
             invoice_id=invoice_id,
             number=number,
             gateway_key=key,
+            payment_method=method,
             outcome=outcome,
             reason=reason,
             at=now,
@@ -338,11 +339,11 @@ async def settle_renewal(
     outcome: ChargeResult,
     now: datetime,
     actor: str,
-    number: int,
-    key: str,
+    attempt: tuple[int, str, str],
 ) -> Invoice:
     """Apply a renewal charge's outcome: paid (and active again if nothing else is owed), or
-    past due."""
+    past due. ``attempt`` is (number, gateway key, payment method) of the charge."""
+    number, key, method = attempt
     invoice = await ledger.get_invoice(session, invoice_id)
     assert invoice is not None
     plan, _ = await load(session, invoice.account_id, lock=True)
@@ -350,7 +351,9 @@ async def settle_renewal(
     if invoice.status is not InvoiceStatus.PENDING:
         return invoice
     if isinstance(outcome, ChargeDeclined):
-        await _record(session, invoice.id, number, key, "declined", outcome.reason[:200], now)
+        await _record(
+            session, invoice.id, number, key, method, "declined", outcome.reason[:200], now
+        )
         if plan.status != PlanStatus.PAST_DUE:
             plan.status = PlanStatus.PAST_DUE
             touch(plan, now)
@@ -363,7 +366,7 @@ async def settle_renewal(
                 data={"invoice_id": invoice.id, "reason": outcome.reason},
             )
         return invoice
-    await _record(session, invoice.id, number, key, "succeeded", None, now)
+    await _record(session, invoice.id, number, key, method, "succeeded", None, now)
     invoice.status = InvoiceStatus.PAID
     invoice.paid_at = now
     invoice.charge_id = outcome.charge_id or None

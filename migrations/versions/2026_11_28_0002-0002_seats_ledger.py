@@ -121,6 +121,7 @@ def upgrade() -> None:
     sa.Column('invoice_id', sa.String(length=40), nullable=False),
     sa.Column('number', sa.Integer(), nullable=False),
     sa.Column('gateway_key', sa.String(length=60), nullable=False),
+    sa.Column('payment_method', sa.String(length=200), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=200), nullable=True),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
