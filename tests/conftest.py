@@ -191,13 +191,19 @@ class Api:
             key=key or uuid.uuid4().hex,
         )
 
-    async def remove(self, seats: int, account_id: str = "acme", user: str = "alice") -> httpx.Response:
+    async def remove(
+        self, seats: int, account_id: str = "acme", user: str = "alice"
+    ) -> httpx.Response:
         return await self.call("POST", account_id, "/removals", user=user, json={"seats": seats})
 
-    async def assign(self, user_id: str, account_id: str = "acme", user: str = "alice") -> httpx.Response:
+    async def assign(
+        self, user_id: str, account_id: str = "acme", user: str = "alice"
+    ) -> httpx.Response:
         return await self.call("PUT", account_id, f"/agents/{user_id}", user=user)
 
-    async def unassign(self, user_id: str, account_id: str = "acme", user: str = "alice") -> httpx.Response:
+    async def unassign(
+        self, user_id: str, account_id: str = "acme", user: str = "alice"
+    ) -> httpx.Response:
         return await self.call("DELETE", account_id, f"/agents/{user_id}", user=user)
 
     async def summary(self, account_id: str = "acme", user: str = "alice") -> dict[str, Any]:
