@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     quote_ttl_seconds: int = Field(default=15 * 60, ge=1)
     alembic_ini: Path = Field(default=Path(__file__).resolve().parent.parent / "alembic.ini")
     log_level: str = "INFO"
+    access_log_sample: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of fast successful requests written to the access log; errors "
+        "(status >= 400) and slow requests (>= 1 s) are always written.",
+    )
     fault_point: str | None = Field(
         default=None, description="Test only: crash the process at this named point."
     )

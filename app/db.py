@@ -98,10 +98,9 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # One-statement reads run outside a transaction on PostgreSQL (no BEGIN, no COMMIT).
         # SQLite keeps its transactions: its connections issue their own BEGIN IMMEDIATE.
-        reads = self.engine
+        self.reads = self.engine
         if not self.is_sqlite:
-            reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.read_sessionmaker = async_sessionmaker(reads, expire_on_commit=False)
+            self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def is_sqlite(self) -> bool:

@@ -108,7 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         too_large=lambda: error_response(PayloadTooLarge()),
     )
-    app.add_middleware(RequestContextMiddleware, on_error=unexpected_error_response)
+    app.add_middleware(
+        RequestContextMiddleware,
+        on_error=unexpected_error_response,
+        access_log_sample=settings.access_log_sample,
+    )
     return app
 
 
@@ -147,6 +151,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for operation in operations.values():
             if path not in ("/healthz", "/readyz", "/metrics"):
                 operation["security"] = [{"bearer": []}]
+            if path.endswith("/purchases"):
+                # Optional in the shared dependency, required here (400 without it).
+                for parameter in operation.get("parameters", []):
+                    if parameter["name"] == "Idempotency-Key":
+                        parameter["required"] = True
             for status, response in operation.get("responses", {}).items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = {"application/problem+json": problem_ref}

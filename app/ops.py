@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from app.clock import DatabaseTestClock
 from app.deps import ClockDep, DbDep, GatewayDep, IdempotencyDep, ServiceDep, SettingsDep
+from app.directory.schemas import IsoText
 from app.errors import NotFound, NotReady, error_response
 from app.openapi_errors import problems
 from app.renewals.service import run_billing
@@ -69,7 +70,7 @@ class TestClockIn(BaseModel):
     __test__ = False
 
     # Bounded so that "now" plus a trial, a period or a retention window stays a valid date.
-    now: AwareDatetime = Field(
+    now: Annotated[AwareDatetime, IsoText] = Field(
         ge=datetime(1970, 1, 1, tzinfo=UTC),
         lt=datetime(9000, 1, 1, tzinfo=UTC),
         description="An aware time from 1970 to before 9000.",

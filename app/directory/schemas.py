@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from app.billing.periods import BillingCycle
 from app.directory.models import Role
@@ -25,10 +25,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _iso_text(value: object) -> object:
+    """Dates and times come as ISO 8601 text: a number is not a date (no epoch guessing)."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string")
+    return value
+
+
+IsoText = BeforeValidator(_iso_text)
+
+
 class AccountIn(Strict):
     name: Name = Field(examples=["Acme Inc."])
     billing_cycle: BillingCycle = Field(examples=["monthly"])
-    billing_anchor: date = Field(
+    billing_anchor: Annotated[date, IsoText] = Field(
         description="Periods run from this date's day (clamped in shorter months).",
         examples=["2026-11-01"],
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, String, bindparam, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.directory.models import Account, User
+from app.directory.models import Account, Role, User
 from app.pagination import keyset
-from app.seats.models import Assignment, Plan, Quote
+from app.seats.models import Assignment, Plan, PlanStatus, Quote
 
 
 async def lock_plan(session: AsyncSession, account_id: str) -> Plan | None:
@@ -38,42 +38,43 @@ async def delete_assignment(session: AsyncSession, account_id: str, user_id: str
 
 
 class AgentCheckRow(NamedTuple):
-    caller_role: str | None
+    caller_role: Role | None
     user_exists: bool
     is_agent: bool
-    plan_status: str | None
+    plan_status: PlanStatus | None
 
 
-_caller = aliased(User)
-_target = aliased(User)
+def _agent_check_statement() -> Select[Role, bool, bool, PlanStatus]:
+    caller, target = aliased(User), aliased(User)
+    account_id, user_id = bindparam("account_id", type_=String), bindparam("user_id", type_=String)
+    return (
+        select(caller.role, target.id.is_not(None), Assignment.user_id.is_not(None), Plan.status)
+        .select_from(Account)
+        .outerjoin(
+            caller, (caller.account_id == Account.id) & (caller.id == bindparam("caller_id"))
+        )
+        .outerjoin(target, (target.account_id == Account.id) & (target.id == user_id))
+        .outerjoin(
+            Assignment, (Assignment.account_id == Account.id) & (Assignment.user_id == user_id)
+        )
+        .outerjoin(Plan, Plan.account_id == Account.id)
+        .where(Account.id == account_id)
+    )
+
+
+# Built once: constructing it on every request cost as much as running it.
+_AGENT_CHECK = _agent_check_statement()
 
 
 async def agent_check(
-    session: AsyncSession, account_id: str, caller_id: str, user_id: str
+    conn: AsyncConnection, account_id: str, caller_id: str, user_id: str
 ) -> AgentCheckRow | None:
     """The hot read in one statement (None if no such account): the caller's role, whether
     the user exists and holds a seat, and the plan's status. Primary-key lookups only, so its
     cost does not grow with the number of users or agents."""
-    row = (
-        await session.execute(
-            select(
-                _caller.role,
-                _target.id.is_not(None),
-                Assignment.user_id.is_not(None),
-                Plan.status,
-            )
-            .select_from(Account)
-            .outerjoin(_caller, (_caller.account_id == Account.id) & (_caller.id == caller_id))
-            .outerjoin(_target, (_target.account_id == Account.id) & (_target.id == user_id))
-            .outerjoin(
-                Assignment,
-                (Assignment.account_id == Account.id) & (Assignment.user_id == user_id),
-            )
-            .outerjoin(Plan, Plan.account_id == Account.id)
-            .where(Account.id == account_id)
-        )
-    ).first()
-    return None if row is None else AgentCheckRow(*row)
+    params = {"account_id": account_id, "caller_id": caller_id, "user_id": user_id}
+    row = (await conn.execute(_AGENT_CHECK, params)).first()
+    return None if row is None else AgentCheckRow(row[0], row[1], row[2], row[3])
 
 
 async def user_and_assignment(

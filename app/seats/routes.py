@@ -16,7 +16,7 @@ from app.deps import (
     IdempotentRequestDep,
     NowDep,
     PrincipalDep,
-    ReadSessionDep,
+    ReadConnectionDep,
     SessionDep,
     SettingsDep,
     UserIdPath,
@@ -129,10 +129,10 @@ async def check_agent(
     account_id: AccountIdPath,
     user_id: UserIdPath,
     principal: PrincipalDep,
-    session: ReadSessionDep,
+    conn: ReadConnectionDep,
 ) -> AgentCheck:
     """Is this user an agent with access now? The inbox asks on every page load."""
-    return await service.check_agent(session, principal, account_id, user_id)
+    return await service.check_agent(conn, principal, account_id, user_id)
 
 
 @router.put(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth import Caller, Principal, caller_of, check_account_scope
 from app.billing.periods import BillingCycle, Period
@@ -285,7 +285,7 @@ async def release_seat(
 
 
 async def check_agent(
-    session: AsyncSession, principal: Principal, account_id: str, user_id: str
+    conn: AsyncConnection, principal: Principal, account_id: str, user_id: str
 ) -> AgentCheck:
     """The hot read: is this user an agent, and does the plan let agents work now?
 
@@ -293,7 +293,7 @@ async def check_agent(
     account and services may ask): one round trip instead of a role lookup first.
     """
     check_account_scope(principal, account_id)
-    row = await repository.agent_check(session, account_id, principal.subject, user_id)
+    row = await repository.agent_check(conn, account_id, principal.subject, user_id)
     role = None if row is None or row.caller_role is None else Role(row.caller_role)
     caller_of(principal, account_id, account_exists=row is not None, role=role)
     if row is None or not row.user_exists:

@@ -408,3 +408,13 @@ async def test_database_refuses_a_second_primary_admin(api: Api, sql: Sql) -> No
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         await sql("UPDATE account_user SET role = 'primary_admin' WHERE account_id = 'acme'")
     assert await primary_admins_per_account(sql) == {"acme": 1, "globex": 1}
+
+
+async def test_put_account_refuses_a_number_as_the_billing_anchor(api: Api) -> None:
+    r = await api.put_account("numeric", billing_anchor=0)
+    body = problem(r, 422, "validation_error")
+    assert ["body", "billing_anchor"] in [e["loc"] for e in body["errors"]]
+    r = await api.client.put(
+        "/internal/v1/test-clock", json={"now": 1_800_000_000}, headers=api.as_service()
+    )
+    problem(r, 422, "validation_error")

@@ -1,0 +1,154 @@
+"""Schemathesis against the service's own OpenAPI document, in process, on both databases.
+
+Every operation gets schema-driven cases (the examples, coverage and fuzzing phases; valid and
+invalid data), sent through ASGI to an app on a seeded database, as a caller who may use it:
+acme's primary admin on /v1, a service on /internal. Each answer must be no server error, a
+documented status with the documented content type (problem+json for errors), and a body and
+headers that validate against the declared schemas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.config import SchemathesisConfig
+from schemathesis.python import asgi as schemathesis_asgi
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.main import create_app
+from tests.conftest import NOW, PG_URL, TABLES, auth, make_settings, service_token, user_token
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "generation": {
+            "mode": "all",  # valid data, and data the schema says is invalid
+            "max-examples": 25,
+            "deterministic": True,  # the same cases on every run: a failure reproduces
+            "no-shrink": True,  # a failure is reported as found, without minutes of shrinking
+            "database": "none",
+            # the Authorization header comes from the test (a token of a caller who may call)
+            "with-security-parameters": False,
+        },
+        "phases": {"stateful": {"enabled": False}},
+        "operations": [
+            # /v1 acts on acme, so that cases reach the handlers instead of 404 not_found;
+            # hostile account ids are tests/security/test_hostile_input.py's business.
+            {"include-path-regex": "^/v1/", "parameters": {"path.account_id": "acme"}},
+        ],
+    }
+)
+
+# The document only: this app never touches its database.
+schema = schemathesis.openapi.from_dict(
+    create_app(make_settings("sqlite+aiosqlite:///:memory:")).openapi(), config=CONFIG
+)
+
+
+async def _truncate(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def st_client(migrated_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A seeded app behind Schemathesis' in-process ASGI client (one per module).
+
+    The client runs the app on Schemathesis' own event-loop thread: the app's database
+    connections are opened on that loop, and its lifespan closes them there at the end.
+    """
+    if PG_URL:
+        asyncio.run(_truncate(PG_URL))
+        url = PG_URL
+    else:
+        path = tmp_path_factory.mktemp("schemathesis") / "seats.db"
+        shutil.copyfile(migrated_template, path)
+        url = f"sqlite+aiosqlite:///{Path(path)}"
+    app = create_app(make_settings(url))
+    try:
+        with schemathesis_asgi.get_client(app) as session:
+            seed(session)
+            yield session
+    finally:
+        # stops the app's lifespan: it closes the database pool on the loop that opened it
+        schemathesis_asgi.shutdown_lifespans()
+
+
+def seed(session: Any) -> None:
+    """acme (monthly) with an active plan, agents and invoices; globex with a trial."""
+    service = auth(service_token())
+    alice = auth(user_token("acme", "alice"))
+
+    def ok(response: Any) -> None:
+        assert response.status_code < 300, response.text
+
+    ok(session.put("/internal/v1/test-clock", json={"now": NOW.isoformat()}, headers=service))
+    for account, cycle, anchor in (
+        ("acme", "monthly", "2026-11-01"),
+        ("globex", "yearly", "2026-03-15"),
+    ):
+        body = {
+            "name": account.title(),
+            "billing_cycle": cycle,
+            "billing_anchor": anchor,
+            "payment_method": "pm_card_visa",
+        }
+        ok(session.put(f"/internal/v1/accounts/{account}", json=body, headers=service))
+    for account, user, role in (
+        ("acme", "alice", "primary_admin"),
+        ("acme", "bob", "admin"),
+        ("acme", "carol", "user"),
+        ("acme", "dave", "user"),
+        ("globex", "gina", "primary_admin"),
+    ):
+        body = {"email": f"{user}@{account}.test", "name": user.title(), "role": role}
+        ok(session.put(f"/internal/v1/accounts/{account}/users/{user}", json=body, headers=service))
+    v1 = "/v1/accounts/acme/conversations"
+    for seats in (5, 8):
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        ok(session.post(f"{v1}/purchases", json={"seats": seats}, headers={**alice, **key}))
+    for user in ("bob", "carol"):
+        ok(session.put(f"{v1}/agents/{user}", headers=alice))
+    gina = auth(user_token("globex", "gina"))
+    ok(session.post("/v1/accounts/globex/conversations/trial", headers=gina))
+
+
+def caller_for(path: str) -> dict[str, str]:
+    """A caller who may use ``path``: a service on /internal, acme's primary admin elsewhere."""
+    if path.startswith("/internal/"):
+        return auth(service_token())
+    return auth(user_token("acme", "alice"))
+
+
+@schema.parametrize()
+def test_the_service_conforms_to_its_openapi(case: Any, st_client: Any) -> None:
+    case.call_and_validate(session=st_client, headers=caller_for(case.path), checks=CHECKS)
+    if case.path == "/internal/v1/test-clock":
+        # keep the other operations' cases at the seeded time
+        st_client.put(
+            "/internal/v1/test-clock", json={"now": NOW.isoformat()}, headers=caller_for(case.path)
+        )
