@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
-SRC := app tests migrations
+SRC := app tests migrations bench
 
 .PHONY: run test test-sqlite test-postgres lint fmt migrate bench clean
 

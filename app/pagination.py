@@ -11,7 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.errors import ValidationFailed
@@ -65,7 +65,10 @@ def keyset(
     """Newest first by (time, id); resumes after the cursor without OFFSET."""
     if cursor is not None:
         at, key = decode_cursor(cursor)
-        stmt = stmt.where(or_(at_col < at, and_(at_col == at, key_col < key)))
+        # A row comparison, not "at < x OR (at = x AND id < y)": PostgreSQL turns it into an
+        # index range that starts at the cursor, where the OR form makes it walk and discard
+        # every newer row first (a page 9,000 agents deep cost 2.5x the first one).
+        stmt = stmt.where(tuple_(at_col, key_col) < tuple_(at, key))
     return stmt.order_by(at_col.desc(), key_col.desc()).limit(limit + 1)
 
 

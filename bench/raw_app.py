@@ -1,0 +1,347 @@
+"""The raw baseline: a bare ASGI app on asyncpg doing what the service does, and no more.
+
+Same statements as the service (the SQL text below is what ``bench/capture.py`` captured from
+it, so ``bench/run`` checks this app's statements against ``bench/sql`` too), same transaction
+shape and row locks, same JSON, same token check (HS256, with verified tokens kept until they
+expire, as the service does). No framework, no ORM, no validation layer, no logs or metrics:
+the fastest a Python endpoint doing this work can be on this machine.
+
+Served by ``uvicorn bench.raw_app:app --workers 2 --loop uvloop --http httptools``.
+Env: ``BENCH_PG_URL`` (postgresql://...), ``BENCH_SECRET`` (the HS256 key).
+Routes: GET/PUT/DELETE .../agents/{user_id}, POST .../quotes, GET /healthz.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import jwt
+
+from app.billing.periods import BillingCycle, Period
+from app.billing.pricing import price_change
+from app.ids import new_id
+from app.seats.models import PlanStatus
+from app.seats.rules import PlanState, check_decrease_allowed, pricing_period
+
+HOT_READ = (
+    "SELECT account_user_1.role, account_user_2.id IS NOT NULL AS anon_1, assignment.user_id "
+    "IS NOT NULL AS anon_2, plan.status FROM account LEFT OUTER JOIN account_user AS "
+    "account_user_1 ON account_user_1.account_id = account.id AND account_user_1.id = "
+    "$1::VARCHAR LEFT OUTER JOIN account_user AS account_user_2 ON account_user_2.account_id = "
+    "account.id AND account_user_2.id = $2::VARCHAR LEFT OUTER JOIN assignment ON "
+    "assignment.account_id = account.id AND assignment.user_id = $3::VARCHAR LEFT OUTER JOIN "
+    "plan ON plan.account_id = account.id WHERE account.id = $4::VARCHAR"
+)
+ROLE = (
+    "SELECT account_user.role FROM account_user WHERE account_user.account_id = $1::VARCHAR "
+    "AND account_user.id = $2::VARCHAR"
+)
+PLAN_COLUMNS = (
+    "plan.account_id, plan.status, plan.seats, plan.assigned, plan.trial_started_at, "
+    "plan.trial_ends_at, plan.period_start, plan.period_end, plan.pending_invoice_id, "
+    "plan.pending_seats, plan.version, plan.created_at, plan.updated_at"
+)
+LOCK_PLAN = f"SELECT {PLAN_COLUMNS} FROM plan WHERE plan.account_id = $1::VARCHAR FOR UPDATE"
+GET_PLAN = f"SELECT {PLAN_COLUMNS} FROM plan WHERE plan.account_id = $1::VARCHAR"
+GET_ACCOUNT = (
+    "SELECT account.id, account.name, account.billing_cycle, account.billing_anchor, "
+    "account.payment_method, account.currency, account.created_at, account.updated_at "
+    "FROM account WHERE account.id = $1::VARCHAR"
+)
+USER_AND_ASSIGNMENT = (
+    "SELECT account_user.id, assignment.account_id, assignment.user_id, assignment.assigned_at, "
+    "assignment.assigned_by FROM account_user LEFT OUTER JOIN assignment ON "
+    "assignment.account_id = account_user.account_id AND assignment.user_id = account_user.id "
+    "WHERE account_user.account_id = $1::VARCHAR AND account_user.id = $2::VARCHAR"
+)
+INSERT_EVENT = (
+    "INSERT INTO event (id, account_id, type, actor, at, data) VALUES ($1::VARCHAR, "
+    "$2::VARCHAR, $3::VARCHAR, $4::VARCHAR, $5::TIMESTAMP WITH TIME ZONE, $6::JSON)"
+)
+INSERT_ASSIGNMENT = (
+    "INSERT INTO assignment (account_id, user_id, assigned_at, assigned_by) VALUES "
+    "($1::VARCHAR, $2::VARCHAR, $3::TIMESTAMP WITH TIME ZONE, $4::VARCHAR)"
+)
+UPDATE_PLAN = (
+    "UPDATE plan SET assigned=$1::BIGINT, version=$2::INTEGER, updated_at=$3::TIMESTAMP WITH "
+    "TIME ZONE WHERE plan.account_id = $4::VARCHAR"
+)
+DELETE_ASSIGNMENT = (
+    "DELETE FROM assignment WHERE assignment.account_id = $1::VARCHAR AND "
+    "assignment.user_id = $2::VARCHAR"
+)
+INSERT_QUOTE = (
+    "INSERT INTO quote (id, account_id, current_seats, seats, unit_price, currency, "
+    "billing_cycle, period_start, period_end, due_now, created_by, created_at, expires_at) "
+    "VALUES ($1::VARCHAR, $2::VARCHAR, $3::BIGINT, $4::BIGINT, $5::BIGINT, $6::VARCHAR, "
+    "$7::VARCHAR, $8::DATE, $9::DATE, $10::BIGINT, $11::VARCHAR, $12::TIMESTAMP WITH TIME "
+    "ZONE, $13::TIMESTAMP WITH TIME ZONE)"
+)
+PRICE = 1900
+PREFIX = "/v1/accounts/"
+
+_pool: asyncpg.Pool | None = None
+_secret = os.environ.get("BENCH_SECRET", "")
+_tokens: dict[str, tuple[str, str | None, float]] = {}
+
+
+class Problem(Exception):
+    def __init__(self, status: int, code: str) -> None:
+        self.status, self.code = status, code
+
+
+def principal(headers: list[tuple[bytes, bytes]]) -> tuple[str, str | None]:
+    auth = next((v for k, v in headers if k == b"authorization"), b"").decode()
+    token = auth.removeprefix("Bearer ").strip()
+    hit = _tokens.get(token)
+    if hit is not None and time.time() < hit[2]:
+        return hit[0], hit[1]
+    try:
+        claims = jwt.decode(
+            token, _secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
+        )
+    except jwt.InvalidTokenError as exc:
+        raise Problem(401, "unauthenticated") from exc
+    _tokens[token] = (claims["sub"], claims.get("account_id"), float(claims["exp"]))
+    return claims["sub"], claims.get("account_id")
+
+
+def ts(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+async def role_of(conn: asyncpg.Connection, account: str, sub: str, scope: str | None) -> str:
+    if scope != account:
+        raise Problem(404, "not_found")
+    role = await conn.fetchval(ROLE, account, sub)
+    if role is None:
+        raise Problem(403, "unknown_user")
+    return str(role)
+
+
+async def check_agent(account: str, user: str, sub: str, scope: str | None) -> tuple[int, Any]:
+    if scope != account:
+        raise Problem(404, "not_found")
+    assert _pool is not None
+    row = await _pool.fetchrow(HOT_READ, sub, user, user, account)
+    if row is None or row[0] is None:
+        raise Problem(403, "unknown_user")
+    if not row[1]:
+        raise Problem(404, "user_not_found")
+    active = row[2] and row[3] is not None and PlanStatus(row[3]).grants_access
+    return 200, {"user_id": user, "agent": row[2], "active": active}
+
+
+async def locked_plan_as_admin(
+    conn: asyncpg.Connection, account: str, sub: str, scope: str | None
+) -> asyncpg.Record:
+    """The caller must be an admin; then the plan, locked (as the service: role, then lock)."""
+    if await role_of(conn, account, sub, scope) not in ("admin", "primary_admin"):
+        raise Problem(403, "not_admin")
+    plan: asyncpg.Record = await conn.fetchrow(LOCK_PLAN, account)
+    return plan
+
+
+async def assign(account: str, user: str, sub: str, scope: str | None) -> tuple[int, Any]:
+    assert _pool is not None
+    now = datetime.now(UTC)
+    async with _pool.acquire() as conn, conn.transaction(isolation="read_committed"):
+        plan = await locked_plan_as_admin(conn, account, sub, scope)
+        found = await conn.fetchrow(USER_AND_ASSIGNMENT, account, user)
+        if found is None:
+            raise Problem(404, "user_not_found")
+        if found[2] is not None:
+            return 200, {"user_id": user, "assigned_at": ts(found[3]), "assigned_by": found[4]}
+        if plan["status"] not in ("trialing", "active", "past_due"):
+            raise Problem(409, "no_active_plan")
+        if plan["assigned"] >= plan["seats"]:
+            raise Problem(409, "no_empty_seat")
+        actor = f"user:{sub}"
+        data = {
+            "user_id": user,
+            "assigned_before": plan["assigned"],
+            "assigned_after": plan["assigned"] + 1,
+        }
+        await conn.execute(
+            INSERT_EVENT, new_id("evt"), account, "agent.assigned", actor, now, json.dumps(data)
+        )
+        await conn.execute(INSERT_ASSIGNMENT, account, user, now, actor)
+        await conn.execute(UPDATE_PLAN, plan["assigned"] + 1, plan["version"] + 1, now, account)
+    return 201, {"user_id": user, "assigned_at": ts(now), "assigned_by": actor}
+
+
+async def unassign(account: str, user: str, sub: str, scope: str | None) -> tuple[int, Any]:
+    assert _pool is not None
+    now = datetime.now(UTC)
+    async with _pool.acquire() as conn, conn.transaction(isolation="read_committed"):
+        plan = await locked_plan_as_admin(conn, account, sub, scope)
+        if await conn.execute(DELETE_ASSIGNMENT, account, user) == "DELETE 0":
+            raise Problem(404, "not_an_agent")
+        data = {
+            "user_id": user,
+            "assigned_before": plan["assigned"],
+            "assigned_after": plan["assigned"] - 1,
+        }
+        await conn.execute(
+            INSERT_EVENT,
+            new_id("evt"),
+            account,
+            "agent.unassigned",
+            f"user:{sub}",
+            now,
+            json.dumps(data),
+        )
+        await conn.execute(UPDATE_PLAN, plan["assigned"] - 1, plan["version"] + 1, now, account)
+    return 204, None
+
+
+async def quote(account: str, sub: str, scope: str | None, body: bytes) -> tuple[int, Any]:
+    assert _pool is not None
+    try:
+        seats = json.loads(body)["seats"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Problem(422, "validation_failed") from exc
+    if not isinstance(seats, int) or seats < 0:
+        raise Problem(422, "validation_failed")
+    async with _pool.acquire() as conn:
+        async with conn.transaction(isolation="read_committed"):
+            role = await role_of(conn, account, sub, scope)
+        if role not in ("admin", "primary_admin"):
+            raise Problem(403, "not_admin")
+        async with conn.transaction(isolation="read_committed"):
+            now = datetime.now(UTC)
+            plan = await conn.fetchrow(GET_PLAN, account)
+            acc = await conn.fetchrow(GET_ACCOUNT, account)
+            period = None
+            if plan["period_start"] is not None:
+                period = Period(plan["period_start"], plan["period_end"])
+            state = PlanState(
+                status=PlanStatus(plan["status"]),
+                seats=plan["seats"],
+                assigned=plan["assigned"],
+                trial_used=plan["trial_started_at"] is not None,
+                pending_seats=plan["pending_seats"],
+                period=period,
+            )
+            cycle = BillingCycle(acc["billing_cycle"])
+            today: date = now.date()
+            p = pricing_period(state, anchor=acc["billing_anchor"], cycle=cycle, today=today)
+            change = price_change(
+                current_seats=plan["seats"],
+                seats=seats,
+                paid_seats=state.paid_seats,
+                unit_price=PRICE,
+                cycle=cycle,
+                period=p,
+                today=today,
+            )
+            quote_id, expires = new_id("quo"), now + timedelta(minutes=15)
+            await conn.execute(
+                INSERT_QUOTE,
+                quote_id,
+                account,
+                plan["seats"],
+                seats,
+                PRICE,
+                acc["currency"],
+                cycle.value,
+                p.start,
+                p.end,
+                change.due_now,
+                f"user:{sub}",
+                now,
+                expires,
+            )
+    pr = change.proration
+    return 201, {
+        "id": quote_id,
+        "expires_at": ts(expires),
+        "current_seats": plan["seats"],
+        "seats": seats,
+        "change": change.change,
+        "currency": acc["currency"],
+        "unit_price": PRICE,
+        "billing_cycle": cycle.value,
+        "monthly_total": change.monthly_total,
+        "cycle_total": change.cycle_total,
+        "due_now": change.due_now,
+        "proration": {
+            "period_start": pr.period_start.isoformat(),
+            "period_end": pr.period_end.isoformat(),
+            "days_remaining": pr.days_remaining,
+            "days_in_period": pr.days_in_period,
+        },
+        "allowed": check_decrease_allowed(state, seats),
+        "assigned": plan["assigned"],
+    }
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    return None
+
+
+async def read_body(receive: Any) -> bytes:
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body
+
+
+async def handle(scope: dict[str, Any], receive: Any) -> tuple[int, Any]:
+    path, method = scope["path"], scope["method"]
+    if path == "/healthz":
+        return 200, {"status": "ok"}
+    parts = path.removeprefix(PREFIX).split("/")
+    if not path.startswith(PREFIX) or len(parts) < 3 or parts[1] != "conversations":
+        raise Problem(404, "not_found")
+    account = parts[0]
+    sub, token_account = principal(scope["headers"])
+    if len(parts) == 4 and parts[2] == "agents":
+        action = {"GET": check_agent, "PUT": assign, "DELETE": unassign}.get(method)
+        if action is not None:
+            return await action(account, parts[3], sub, token_account)
+    if len(parts) == 3 and parts[2] == "quotes" and method == "POST":
+        return await quote(account, sub, token_account, await read_body(receive))
+    raise Problem(404, "not_found")
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    global _pool
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                _pool = await asyncpg.create_pool(
+                    os.environ["BENCH_PG_URL"],
+                    min_size=20,
+                    max_size=20,
+                    server_settings={"application_name": "raw"},
+                    # No reset query on release (asyncpg's default is one more round trip);
+                    # SQLAlchemy only rolls back an open transaction, and ours are closed.
+                    reset=_no_reset,
+                )
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if _pool is not None:
+                    await _pool.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    try:
+        status, body = await handle(scope, receive)
+        content_type = b"application/json"
+    except Problem as p:
+        status, body = p.status, {"status": p.status, "code": p.code}
+        content_type = b"application/problem+json"
+    payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+    headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
+    # As the service does: echo the caller's request id (the bench's wrk script relies on it).
+    headers += [(k, v) for k, v in scope["headers"] if k == b"x-request-id"]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
