@@ -233,7 +233,11 @@ async def api(client: httpx.AsyncClient) -> Api:
     ``acme`` (monthly, anchor 2026-11-01): alice primary admin, bob admin, carol user.
     ``globex`` (yearly, anchor 2026-03-15): gina primary admin.
     """
-    api = Api(client)
+    return await seed_directory(Api(client))
+
+
+async def seed_directory(api: Api) -> Api:
+    """The clock at ``NOW``, and the accounts and users the ``api`` fixture describes."""
     await api.set_clock(NOW)
     assert (await api.put_account("acme")).status_code == 201
     for user_id, role in (("alice", "primary_admin"), ("bob", "admin"), ("carol", "user")):

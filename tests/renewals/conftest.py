@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.main import create_app
-from tests.conftest import NOW, Api, make_settings
+from tests.conftest import Api, make_settings, seed_directory
 from tests.payments_server import PaymentsServer
 
 PRICE = 1900  # SEATS_PRICE_MONTHLY's default, the price the fixtures' apps use
@@ -80,16 +80,7 @@ def period_of(invoice: dict[str, Any]) -> tuple[date, date]:
     return date.fromisoformat(line["period_start"]), date.fromisoformat(line["period_end"])
 
 
-async def seed(api: Api) -> Api:
-    """The same directory as ``tests/conftest.py``'s ``api`` fixture."""
-    await api.set_clock(NOW)
-    assert (await api.put_account("acme")).status_code == 201
-    for user_id, role in (("alice", "primary_admin"), ("bob", "admin"), ("carol", "user")):
-        assert (await api.put_user("acme", user_id, role)).status_code == 201
-    r = await api.put_account("globex", billing_cycle="yearly", billing_anchor="2026-03-15")
-    assert r.status_code == 201
-    assert (await api.put_user("globex", "gina", "primary_admin")).status_code == 201
-    return api
+seed = seed_directory  # the same directory as the ``api`` fixture's
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tests.conftest import NOW, Api, problem
+from tests.seats.helpers import billing_run, events, invoices
 
 
 def due_now(seats: int, months: int, start: date, end: date, today: date) -> int:
@@ -15,28 +16,6 @@ def due_now(seats: int, months: int, start: date, end: date, today: date) -> int
     numerator = seats * 1900 * months * (end - today).days
     denominator = (end - start).days
     return (2 * numerator + denominator) // (2 * denominator)
-
-
-async def invoices(api: Api, account_id: str = "acme") -> list[dict[str, Any]]:
-    r = await api.call("GET", account_id, "/invoices?limit=100")
-    assert r.status_code == 200, r.text
-    data: list[dict[str, Any]] = r.json()["data"]
-    return data
-
-
-async def events(api: Api, account_id: str = "acme") -> list[dict[str, Any]]:
-    r = await api.call("GET", account_id, "/events?limit=100")
-    assert r.status_code == 200, r.text
-    data: list[dict[str, Any]] = r.json()["data"]
-    return data
-
-
-async def billing_run(api: Api) -> dict[str, Any]:
-    r = await api.client.post("/internal/v1/billing/run", headers=api.as_service())
-    assert r.status_code == 200, r.text
-    report: dict[str, Any] = r.json()
-    assert report["errors"] == []
-    return report
 
 
 async def quote(api: Api, seats: int) -> dict[str, Any]:

@@ -3,33 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from tests.conftest import NOW, Api, problem
-
-
-async def invoices(api: Api) -> list[dict[str, Any]]:
-    r = await api.call("GET", "acme", "/invoices?limit=100")
-    assert r.status_code == 200, r.text
-    data: list[dict[str, Any]] = r.json()["data"]
-    return data
-
-
-async def events(api: Api) -> list[dict[str, Any]]:
-    r = await api.call("GET", "acme", "/events?limit=100")
-    assert r.status_code == 200, r.text
-    data: list[dict[str, Any]] = r.json()["data"]
-    return data
-
-
-async def billing_run(api: Api) -> dict[str, Any]:
-    r = await api.client.post("/internal/v1/billing/run", headers=api.as_service())
-    assert r.status_code == 200, r.text
-    report: dict[str, Any] = r.json()
-    assert report["errors"] == []
-    return report
+from tests.seats.helpers import billing_run, events, invoices
 
 
 async def active_with_agents(api: Api, seats: int, agents: int) -> None:

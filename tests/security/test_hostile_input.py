@@ -20,8 +20,7 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
-from tests.conftest import NOW, SECRET, Api, auth, problem
-from tests.renewals.conftest import seed as seed_directory
+from tests.conftest import NOW, SECRET, Api, auth, problem, seed_directory
 from tests.security.conftest import SnapshotFn, World, changed_tables
 
 V1 = "/v1/accounts/acme/conversations"

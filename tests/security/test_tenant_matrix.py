@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NOW, Api, auth, problem, service_token, user_token
-from tests.renewals.conftest import seed as seed_directory
+from tests.conftest import NOW, Api, auth, problem, seed_directory, service_token, user_token
 from tests.security.conftest import SnapshotFn, World, changed_tables, rows_not_of
 
 ACME, GLOBEX, UNKNOWN = "acme", "globex", "nope"
