@@ -167,10 +167,6 @@ class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "Request body too large"
 
 
-class UnsupportedMediaType(AppError):
-    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
-
-
 class ValidationFailed(AppError):
     status, code, title = 422, "validation_error", "Validation failed"
 

@@ -248,24 +248,6 @@ async def test_readyz_and_api_answer_503_while_the_sqlite_file_is_away_then_reco
         assert (await api.start_trial()).status_code == 201
 
 
-@sqlite_only
-async def test_readyz_notices_the_sqlite_file_moved_under_open_connections(
-    settings: Settings,
-) -> None:
-    path = Path(make_url(settings.database_url).database or "")
-    away = path.with_name("away.db")
-    async with app_client(settings) as (_, client):
-        api = Api(client)
-        await seed(api)
-        await _assert_available(api)
-        _move(path, away)
-        try:
-            problem(await api.client.get("/readyz"), 503, "not_ready")
-        finally:
-            _remove(path)
-            _move(away, path)
-
-
 # --- metrics --------------------------------------------------------------------------------
 
 

@@ -26,10 +26,6 @@ async def get_plan(session: AsyncSession, account_id: str) -> Plan | None:
     return await session.get(Plan, account_id)
 
 
-async def get_assignment(session: AsyncSession, account_id: str, user_id: str) -> Assignment | None:
-    return await session.get(Assignment, (account_id, user_id))
-
-
 async def delete_assignment(session: AsyncSession, account_id: str, user_id: str) -> bool:
     result = await session.execute(
         delete(Assignment).where(Assignment.account_id == account_id, Assignment.user_id == user_id)

@@ -55,6 +55,7 @@ async def start_trial(
     settings: SettingsDep,
 ) -> JSONResponse:
     """Start the 20-seat trial (R3). Primary admin only (R1); once per account."""
+    # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_primary_admin()
     return await idem.run(
         req, 201, clock, lambda s, now: service.start_trial(s, caller, now, settings)
@@ -71,6 +72,7 @@ async def create_quote(
     settings: SettingsDep,
 ) -> JSONResponse:
     """Price a new total, up or down (R8). Charges nothing; expires in 15 minutes."""
+    # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_admin()
     return await idem.run(
         req, 201, clock, lambda s, now: service.create_quote(s, caller, body.seats, now, settings)
@@ -109,6 +111,7 @@ async def remove_seats(
     settings: SettingsDep,
 ) -> JSONResponse:
     """Lower the total at once (R7); only empty seats can go (R4). No refund."""
+    # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_primary_admin()
     return await idem.run(
         req, 200, clock, lambda s, now: service.remove_seats(s, caller, body.seats, now, settings)

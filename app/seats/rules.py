@@ -131,8 +131,3 @@ def pricing_period(plan: PlanState, *, anchor: date, cycle: BillingCycle, today:
 def check_decrease_allowed(plan: PlanState, new_total: int) -> bool:
     """R8: whether a quoted total could be reached by a removal (it covers the agents)."""
     return new_total >= plan.assigned
-
-
-def check_not_past_due(plan: PlanState) -> None:
-    if plan.status is PlanStatus.PAST_DUE:
-        raise PastDue()
