@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import asdict
 from datetime import timedelta
 
 from alembic import command
@@ -64,23 +63,26 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _billing_run(settings: Settings) -> None:
+    from app.billing_run.routes import report_body
+    from app.billing_run.run import BillingRun, run_billing
     from app.main import create_app
-    from app.renewals.service import run_billing
-    from app.seats.purchase import Payments
+    from app.observability import configure_logging
+
+    configure_logging(settings.log_level)
 
     async def run() -> dict[str, object]:
         app = create_app(settings)
         state = app.state
         try:
-            deps = Payments(state.db, state.gateway, state.idempotency, state.clock, settings)
-            return asdict(await run_billing(deps))
+            deps = BillingRun(state.db, state.collector, state.idempotency, state.clock, settings)
+            return report_body(await run_billing(deps))
         finally:
             await state.gateway.aclose()
             await state.db.dispose()
 
     report = asyncio.run(run())
     print(json.dumps(report, indent=2))
-    if report["errors"]:
+    if report["needs_operator"]:
         sys.exit(1)
 
 

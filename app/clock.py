@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import Integer, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -26,20 +26,20 @@ class TestClockRow(Base):
 
 
 class Clock(Protocol):
-    async def now(self, session: AsyncSession) -> datetime: ...
+    async def now(self, session: AsyncSession | AsyncConnection) -> datetime: ...
 
 
 class SystemClock:
     """Wall-clock UTC time."""
 
-    async def now(self, session: AsyncSession) -> datetime:
+    async def now(self, session: AsyncSession | AsyncConnection) -> datetime:
         return datetime.now(UTC)
 
 
 class DatabaseTestClock:
     """The time set by ``PUT /internal/v1/test-clock``, or wall-clock time until one is set."""
 
-    async def now(self, session: AsyncSession) -> datetime:
+    async def now(self, session: AsyncSession | AsyncConnection) -> datetime:
         frozen = await session.scalar(select(TestClockRow.now).where(TestClockRow.id == 1))
         return frozen if frozen is not None else datetime.now(UTC)
 

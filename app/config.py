@@ -48,6 +48,32 @@ class Settings(BaseSettings):
     )
     renewal_retry_hours: int = Field(default=24, ge=0)
     renewal_max_attempts: int = Field(default=4, ge=1)
+    dunning_days: int = Field(
+        default=14,
+        ge=0,
+        description="Days after a renewal's first decline until the plan is canceled (R9).",
+    )
+    pending_purchase_hours: int = Field(
+        default=23,
+        ge=1,
+        description="Hours a purchase may wait for a definitive answer before it is voided (R14).",
+    )
+    collection_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="After this long without an outcome, a gateway call is presumed dead and "
+        "sent again under the same key (wall-clock time; longer than any gateway call).",
+    )
+    billing_concurrency: int = Field(
+        default=16, ge=1, le=256, description="Gateway calls in flight at once in a billing run."
+    )
+    billing_batch_size: int = Field(
+        default=200, ge=1, le=10_000, description="Rows a billing-run job claims at a time."
+    )
+    prices: dict[str, int] = Field(
+        default_factory=dict,
+        description="JSON map of currency to monthly seat price in minor units (R13).",
+    )
     quote_ttl_seconds: int = Field(default=15 * 60, ge=1)
     alembic_ini: Path = Field(default=Path(__file__).resolve().parent.parent / "alembic.ini")
     log_level: str = "INFO"
@@ -75,6 +101,14 @@ class Settings(BaseSettings):
         if self.payments_gateway == "http" and not self.payments_url:
             raise ValueError("SEATS_PAYMENTS_URL is required with SEATS_PAYMENTS_GATEWAY=http")
         return self
+
+    def price_for(self, currency: str) -> int | None:
+        """The monthly seat price in ``currency``; None when that currency has no price."""
+        if currency in self.prices:
+            return self.prices[currency]
+        if currency == self.currency:
+            return self.price_monthly
+        return None
 
     @property
     def jwt_algorithm(self) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth import ID_PATTERN, Caller, Principal, TokenVerifier, caller_of, check_account_scope
 from app.clock import Clock
+from app.collection.service import Collector
 from app.config import Settings
 from app.db import Database
 from app.directory import repository as directory
@@ -42,6 +43,11 @@ async def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
+async def get_collector(request: Request) -> Collector:
+    collector: Collector = request.app.state.collector
+    return collector
+
+
 async def get_idempotency(request: Request) -> IdempotencyStore:
     store: IdempotencyStore = request.app.state.idempotency
     return store
@@ -52,6 +58,7 @@ DbDep = Annotated[Database, Depends(get_db)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency)]
+CollectorDep = Annotated[Collector, Depends(get_collector)]
 
 
 async def get_session(db: DbDep) -> AsyncIterator[AsyncSession]:

@@ -147,6 +147,10 @@ class PurchaseInProgress(Conflict):
     code, title = "purchase_in_progress", "Another purchase is in progress"
 
 
+class PurchaseVoided(Conflict):
+    code, title = "purchase_voided", "The purchase got no answer in time and was voided"
+
+
 class InvoiceNotPayable(Conflict):
     code, title = "invoice_not_payable", "The invoice is not outstanding"
 
@@ -171,6 +175,10 @@ class ValidationFailed(AppError):
     status, code, title = 422, "validation_error", "Validation failed"
 
 
+class UnsupportedCurrency(AppError):
+    status, code, title = 422, "unsupported_currency", "The currency has no configured seat price"
+
+
 class IdempotencyKeyReused(AppError):
     status, code, title = 422, "idempotency_key_reused", "Idempotency-Key reused with another body"
 
@@ -183,6 +191,11 @@ class ServiceUnavailable(AppError):
 class PaymentPending(ServiceUnavailable):
     code, title = "payment_pending", "The payment is pending"
     headers = {"Retry-After": "5"}
+
+
+class PaymentUnavailable(ServiceUnavailable):
+    code, title = "payment_unavailable", "The payments service refused our request"
+    headers = {"Retry-After": "60"}
 
 
 class NotReady(ServiceUnavailable):

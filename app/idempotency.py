@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the IETF draft's examples
 
 # Outcomes a retry with the same key may change: never replayed.
-RETRYABLE_CODES = frozenset({"purchase_in_progress", "idempotency_key_in_use"})
+RETRYABLE_CODES = frozenset({"purchase_in_progress", "idempotency_key_in_use", "renewal_due"})
 
 RUNNING, DONE = "running", "done"
 
@@ -238,6 +238,31 @@ class IdempotencyStore:
             await self.release_quietly(req)
             raise
         return JSONResponse(body, status_code=status)
+
+    async def execute(
+        self, req: IdempotentRequest, work: Callable[[], Awaitable[StoredResponse]]
+    ) -> StoredResponse:
+        """Run ``work`` (which opens its own transactions) at most once per key.
+
+        For the multi-step money paths (a purchase, ``/pay``): ``work`` derives its answer
+        from committed state (the invoice), so storing it afterwards in its own transaction
+        cannot describe a change that did not happen, and a retry after a crash in between
+        derives the same answer again. Final errors are stored; retryable ones released.
+        """
+        stored = await self.claim(req)
+        if stored is not None:
+            return stored
+        try:
+            reply = await work()
+        except AppError as exc:
+            await self.finish_with_error(req, exc)
+            raise
+        except BaseException:
+            await self.release_quietly(req)
+            raise
+        async with self.db.transaction() as session:
+            await self.store(session, req, reply.status, reply.body)
+        return reply
 
     async def release_quietly(self, req: IdempotentRequest) -> None:
         try:

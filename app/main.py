@@ -15,7 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from app.auth import TokenVerifier
+from app.billing_run.routes import router as billing_run_router
 from app.clock import Clock, DatabaseTestClock, SystemClock
+from app.collection.routes import router as collection_router
+from app.collection.service import Collector
 from app.config import Settings, get_settings
 from app.db import Database
 from app.directory.routes import router as directory_router
@@ -36,6 +39,7 @@ from app.observability import (
 from app.ops import head_revision
 from app.ops import router as ops_router
 from app.payments import make_gateway
+from app.purchases.routes import router as purchases_router
 from app.seats.routes import router as seats_router
 
 DESCRIPTION = """
@@ -87,10 +91,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lock_seconds=settings.idempotency_lock_seconds,
         retention_hours=settings.idempotency_retention_hours,
     )
+    app.state.collector = Collector(db, app.state.gateway, clock, settings)
     app.state.head_revision = head_revision(str(settings.alembic_ini))
 
     install_error_handlers(app)
-    for router in (seats_router, ledger_router, directory_router, ops_router):
+    for router in (
+        seats_router,
+        purchases_router,
+        ledger_router,
+        collection_router,
+        directory_router,
+        billing_run_router,
+        ops_router,
+    ):
         app.include_router(router)
     _install_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

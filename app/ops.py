@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from app.clock import DatabaseTestClock
-from app.deps import ClockDep, DbDep, GatewayDep, IdempotencyDep, ServiceDep, SettingsDep
+from app.deps import ClockDep, DbDep, ServiceDep, SettingsDep
 from app.directory.schemas import IsoText
 from app.errors import NotFound, NotReady, error_response
 from app.openapi_errors import problems
-from app.renewals.service import run_billing
-from app.seats.purchase import Payments
 
 router = APIRouter(tags=["operations"])
 
@@ -87,17 +84,3 @@ async def set_test_clock(
     async with db.transaction() as session:
         await clock.set(session, body.now)
     return {"now": body.now}
-
-
-@router.post("/internal/v1/billing/run", tags=["internal: billing"], responses=problems(403))
-async def billing_run(
-    _: ServiceDep,
-    db: DbDep,
-    gateway: GatewayDep,
-    idem: IdempotencyDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-) -> JSONResponse:
-    """Process what is due now: trial expiries, renewals, retries, pending purchases."""
-    report = await run_billing(Payments(db, gateway, idem, clock, settings))
-    return JSONResponse(asdict(report))

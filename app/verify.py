@@ -38,8 +38,9 @@ CHECKS: dict[str, str] = {
         WHERE kind = 'renewal' GROUP BY account_id, period_start HAVING COUNT(*) > 1
     """,
     "at most one successful charge per gateway key": """
-        SELECT gateway_key, COUNT(*) FROM charge_attempt
-        WHERE outcome = 'succeeded' GROUP BY gateway_key HAVING COUNT(*) > 1
+        SELECT a.gateway_key, COUNT(*) FROM charge_attempt a
+        JOIN charge_outcome o ON o.invoice_id = a.invoice_id AND o.number = a.number
+        WHERE o.outcome = 'succeeded' GROUP BY a.gateway_key HAVING COUNT(*) > 1
     """,
     "at most one paid invoice per charge id": """
         SELECT charge_id, COUNT(*) FROM invoice
@@ -71,6 +72,9 @@ CHECKS: dict[str, str] = {
           WHERE invoice_id NOT IN (SELECT id FROM invoice)
         UNION ALL SELECT 'charge_attempt', invoice_id FROM charge_attempt
           WHERE invoice_id NOT IN (SELECT id FROM invoice)
+        UNION ALL SELECT 'charge_outcome', o.invoice_id FROM charge_outcome o
+          WHERE NOT EXISTS (SELECT 1 FROM charge_attempt a
+                            WHERE a.invoice_id = o.invoice_id AND a.number = o.number)
         UNION ALL SELECT 'account without plan', id FROM account
           WHERE id NOT IN (SELECT account_id FROM plan)
     """,

@@ -33,6 +33,7 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 TABLES = (
     "invoice_line",
+    "charge_outcome",
     "charge_attempt",
     "event",
     "assignment",
@@ -90,8 +91,10 @@ async def database_url(migrated_template: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
+    """The app's settings; ``@pytest.mark.settings(name=value)`` overrides some for a test."""
+    marker = request.node.get_closest_marker("settings")
+    return make_settings(database_url, **(marker.kwargs if marker else {}))
 
 
 @pytest.fixture

@@ -55,11 +55,25 @@ def period_containing(anchor: date, cycle: BillingCycle, day: date) -> Period:
     return Period(add_months(anchor, k * step), add_months(anchor, (k + 1) * step))
 
 
-def next_period(anchor: date, cycle: BillingCycle, period: Period) -> Period:
-    """The period that follows ``period`` (it starts on ``period.end``)."""
-    following = period_containing(anchor, cycle, period.end)
-    if following.start != period.end:
-        # The anchor or cycle changed since ``period`` was billed: bridge the gap so that
-        # periods stay contiguous, ending on the new schedule's next boundary.
-        return Period(period.end, following.end)
-    return following
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """The period a renewal moves the plan into, and the days its invoice bills (R12, §3).
+
+    ``period`` is always a whole period of the schedule in force at renewal. ``billed`` runs
+    from the old period's end to ``period.end``: the whole period, unless the anchor or the
+    cycle changed so that the old end is not one of the new schedule's boundaries (a bridge).
+    """
+
+    period: Period
+    billed: Period
+
+    @property
+    def is_bridge(self) -> bool:
+        """True when the renewal bills only part of ``period``."""
+        return self.billed != self.period
+
+
+def renewal_after(anchor: date, cycle: BillingCycle, paid: Period) -> Renewal:
+    """The renewal that follows the paid period ``paid`` under ``anchor`` and ``cycle``."""
+    following = period_containing(anchor, cycle, paid.end)
+    return Renewal(period=following, billed=Period(paid.end, following.end))

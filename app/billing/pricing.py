@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from app.billing.periods import BillingCycle, Period
-from app.billing.proration import Proration, prorate, proration_for
+from app.billing.periods import BillingCycle, Period, Renewal
+from app.billing.proration import Proration, prorate, proration_for, round_half_up
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,11 @@ class PriceChange:
     proration: Proration
 
     @property
+    def period(self) -> Period:
+        """The period the change is prorated over."""
+        return Period(self.proration.period_start, self.proration.period_end)
+
+    @property
     def change(self) -> int:
         return self.seats - self.current_seats
 
@@ -29,6 +34,14 @@ class PriceChange:
 def cycle_total(seats: int, unit_price: int, cycle: BillingCycle) -> int:
     """What ``seats`` seats cost for one whole billing cycle (a renewal's amount)."""
     return seats * unit_price * cycle.months
+
+
+def renewal_amount(seats: int, unit_price: int, cycle: BillingCycle, renewal: Renewal) -> int:
+    """What a renewal bills (§3): the whole cycle, or for a bridge only the days from the old
+    period's end, exactly what a purchase of those seats on that date would cost."""
+    return round_half_up(
+        seats * unit_price * cycle.months * renewal.billed.days, renewal.period.days
+    )
 
 
 def price_change(

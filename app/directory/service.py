@@ -14,7 +14,8 @@ from app.directory.schemas import AccountIn, UserIn
 from app.errors import Conflict, CurrencyLocked, NotFound, PrimaryAdminRequired, UserNotFound
 from app.ledger import repository as ledger
 from app.seats import service as seats
-from app.seats.models import Plan, PlanStatus
+from app.seats.models import Plan
+from app.seats.status import PlanStatus
 
 
 async def upsert_account(

@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -19,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.billing.periods import BillingCycle
 from app.db import Base
 from app.sqltypes import EnumText, UTCDateTime
 
@@ -32,13 +34,17 @@ class InvoiceStatus(StrEnum):
     PENDING = "pending"
     PAID = "paid"
     FAILED = "failed"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
 
 
 class Invoice(Base):
     __tablename__ = "invoice"
     __table_args__ = (
         CheckConstraint("kind IN ('purchase', 'renewal')", name="kind"),
-        CheckConstraint("status IN ('pending', 'paid', 'failed')", name="status"),
+        CheckConstraint(
+            "status IN ('pending', 'paid', 'failed', 'void', 'uncollectible')", name="status"
+        ),
         CheckConstraint("total >= 0", name="total_not_negative"),
         CheckConstraint("status != 'paid' OR paid_at IS NOT NULL", name="paid_has_paid_at"),
         Index("ix_invoice_account_id_created_at", "account_id", "created_at", "id"),
@@ -81,6 +87,11 @@ class Invoice(Base):
     payment_method: Mapped[str] = mapped_column(String(200))
     # The caller's idempotency scope for a purchase, so that a retry finds its invoice.
     request_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The request's body fingerprint: the same key with another body is refused even after
+    # the stored response was purged (SPEC §5).
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # The cycle the invoice was priced under: a purchase out of a trial gives it to the plan.
+    billing_cycle: Mapped[BillingCycle | None] = mapped_column(EnumText(BillingCycle))
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -118,24 +129,70 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
-class ChargeAttempt(Base):
-    """Each call to the gateway for an invoice, with its outcome (append-only).
+class AttemptOperation(StrEnum):
+    CHARGE = "charge"
+    VOID = "void"
 
-    A declined renewal is retried under a new gateway key (the gateway would replay the
-    decline for the old one); an attempt whose outcome is unknown (timeout, outage) is
-    retried under the same key, so that it can never charge twice.
+
+class AttemptOutcome(StrEnum):
+    SUCCEEDED = "succeeded"  # charged: final
+    DECLINED = "declined"  # refused for good: final for this key
+    VOIDED = "voided"  # the key was voided: final
+    UNAVAILABLE = "unavailable"  # no definitive answer: ask again under the same key
+    REJECTED = "rejected"  # the payments service refused our request (our fault): nothing charged
+
+    @property
+    def is_definitive(self) -> bool:
+        """Whether the gateway's answer settles what happened under the key."""
+        return self in (AttemptOutcome.SUCCEEDED, AttemptOutcome.DECLINED, AttemptOutcome.VOIDED)
+
+
+class ChargeAttempt(Base):
+    """One call to the gateway for an invoice, recorded and committed before the call (SPEC §6).
+
+    The row is the collector's intent and claim: its primary key (invoice, number) lets one
+    collector, and only one, make attempt ``number``, so two collectors of one invoice never
+    send at once. An attempt whose outcome is unknown is sent again under the same key (as a
+    new attempt); a declined one is followed by a new key. Append-only.
     """
 
     __tablename__ = "charge_attempt"
     __table_args__ = (
-        CheckConstraint("outcome IN ('succeeded', 'declined', 'unavailable')", name="outcome"),
+        CheckConstraint("operation IN ('charge', 'void')", name="operation"),
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
     )
 
     invoice_id: Mapped[str] = mapped_column(String(40), ForeignKey("invoice.id"), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operation: Mapped[AttemptOperation] = mapped_column(EnumText(AttemptOperation))
     gateway_key: Mapped[str] = mapped_column(String(60))
-    # The method charged: a retry under the same key must send the very same request.
+    # The request sent: a retry under the same key must send the very same one.
     payment_method: Mapped[str] = mapped_column(String(200))
-    outcome: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_by: Mapped[str] = mapped_column(String(80))
+    # The service clock (billing time) and the wall clock (the claim's lease: processes).
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChargeOutcome(Base):
+    """What the gateway answered to one attempt, appended after the call (append-only)."""
+
+    __tablename__ = "charge_outcome"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('succeeded', 'declined', 'voided', 'unavailable', 'rejected')",
+            name="outcome",
+        ),
+        ForeignKeyConstraint(
+            ["invoice_id", "number"], ["charge_attempt.invoice_id", "charge_attempt.number"]
+        ),
+    )
+
+    invoice_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outcome: Mapped[AttemptOutcome] = mapped_column(EnumText(AttemptOutcome))
     reason: Mapped[str | None] = mapped_column(String(200))
+    charge_id: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime)

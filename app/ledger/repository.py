@@ -10,7 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ids import new_id
-from app.ledger.models import ChargeAttempt, Event, Invoice, InvoiceStatus
+from app.ledger.models import (
+    ChargeAttempt,
+    ChargeOutcome,
+    Event,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+)
 from app.pagination import keyset
 
 
@@ -70,16 +77,6 @@ async def list_events(
     return list((await session.scalars(stmt)).all())
 
 
-async def pending_invoices(session: AsyncSession, limit: int = 100) -> list[Invoice]:
-    stmt = (
-        select(Invoice)
-        .where(Invoice.status == InvoiceStatus.PENDING)
-        .order_by(Invoice.created_at)
-        .limit(limit)
-    )
-    return list((await session.scalars(stmt)).all())
-
-
 async def has_invoices(session: AsyncSession, account_id: str) -> bool:
     found = await session.scalar(
         select(Invoice.id).where(Invoice.account_id == account_id).limit(1)
@@ -87,10 +84,72 @@ async def has_invoices(session: AsyncSession, account_id: str) -> bool:
     return found is not None
 
 
-async def attempts(session: AsyncSession, invoice_id: str) -> list[ChargeAttempt]:
+async def attempts(
+    session: AsyncSession, invoice_id: str
+) -> list[tuple[ChargeAttempt, ChargeOutcome | None]]:
+    """The invoice's gateway attempts in order, each with its outcome (None: none recorded)."""
     stmt = (
-        select(ChargeAttempt)
+        select(ChargeAttempt, ChargeOutcome)
+        .outerjoin(
+            ChargeOutcome,
+            (ChargeOutcome.invoice_id == ChargeAttempt.invoice_id)
+            & (ChargeOutcome.number == ChargeAttempt.number),
+        )
         .where(ChargeAttempt.invoice_id == invoice_id)
         .order_by(ChargeAttempt.number)
     )
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+
+
+async def add_attempt(session: AsyncSession, attempt: ChargeAttempt) -> None:
+    """Record an attempt; its (invoice, number) key refuses a second collector's."""
+    session.add(attempt)
+    await session.flush()
+
+
+async def add_outcome(session: AsyncSession, outcome: ChargeOutcome) -> None:
+    """Append an attempt's outcome."""
+    session.add(outcome)
+    await session.flush()
+
+
+async def last_declines(session: AsyncSession, invoice_ids: list[str]) -> dict[str, ChargeOutcome]:
+    """The latest decline of each of these invoices (the reason shown as ``failure_reason``)."""
+    if not invoice_ids:
+        return {}
+    stmt = (
+        select(ChargeOutcome)
+        .where(ChargeOutcome.invoice_id.in_(invoice_ids), ChargeOutcome.outcome == "declined")
+        .order_by(ChargeOutcome.invoice_id, ChargeOutcome.number)
+    )
+    return {o.invoice_id: o for o in (await session.scalars(stmt)).all()}
+
+
+async def pending_purchase_of(session: AsyncSession, account_id: str) -> Invoice | None:
+    """The account's purchase waiting for its charge, if any."""
+    return await session.scalar(
+        select(Invoice).where(
+            Invoice.account_id == account_id,
+            Invoice.kind == InvoiceKind.PURCHASE,
+            Invoice.status == InvoiceStatus.PENDING,
+        )
+    )
+
+
+async def pending_renewals(session: AsyncSession, account_id: str) -> list[Invoice]:
+    """The account's outstanding renewals, oldest first."""
+    stmt = (
+        select(Invoice)
+        .where(
+            Invoice.account_id == account_id,
+            Invoice.kind == InvoiceKind.RENEWAL,
+            Invoice.status == InvoiceStatus.PENDING,
+        )
+        .order_by(Invoice.created_at, Invoice.id)
+    )
     return list((await session.scalars(stmt)).all())
+
+
+async def invoice_account(session: AsyncSession, invoice_id: str) -> str | None:
+    """The account an invoice belongs to (read before taking the account's plan lock)."""
+    return await session.scalar(select(Invoice.account_id).where(Invoice.id == invoice_id))

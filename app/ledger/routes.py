@@ -1,23 +1,12 @@
-"""The ledger and the audit log, read-only, plus paying an outstanding invoice (R9, R11)."""
+"""The ledger and the audit log, read-only (R11)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from fastapi.responses import JSONResponse
 
-from app.deps import (
-    CallerApartDep,
-    CallerDep,
-    ClockDep,
-    DbDep,
-    GatewayDep,
-    IdempotencyDep,
-    IdempotentRequestDep,
-    SessionDep,
-    SettingsDep,
-)
+from app.deps import CallerDep, SessionDep
 from app.ledger import service
 from app.ledger.schemas import EventOut, InvoiceOut
 from app.openapi_errors import problems
@@ -43,25 +32,6 @@ async def get_invoice(
 ) -> InvoiceOut:
     """One invoice with its lines."""
     return await service.get_invoice(session, caller, invoice_id)
-
-
-@router.post(
-    "/invoices/{invoice_id}/pay",
-    response_model=InvoiceOut,
-    responses=problems(400, 402, 403, 409),
-)
-async def pay_invoice(
-    invoice_id: InvoiceIdPath,
-    caller: CallerApartDep,
-    req: IdempotentRequestDep,
-    db: DbDep,
-    gateway: GatewayDep,
-    idem: IdempotencyDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-) -> JSONResponse:
-    """Charge an outstanding (pending) invoice again (R9). Primary admin only."""
-    return await service.pay_invoice(db, gateway, idem, clock, settings, caller, req, invoice_id)
 
 
 @router.get("/events", response_model=Page[EventOut], responses=problems(403))

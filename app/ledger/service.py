@@ -1,45 +1,50 @@
-"""Reading the ledger and audit log; paying an outstanding invoice (R9, R11)."""
+"""Reading the ledger and the audit log (R11). No payment logic: that is ``app.collection``."""
 
 from __future__ import annotations
 
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Caller
-from app.clock import Clock
-from app.config import Settings
-from app.db import Database
-from app.errors import (
-    AppError,
-    InvoiceNotFound,
-    InvoiceNotPayable,
-    PaymentDeclined,
-    PaymentPending,
-)
-from app.idempotency import IdempotencyStore, IdempotentRequest
+from app.errors import InvoiceNotFound
 from app.ledger import repository
-from app.ledger.models import InvoiceKind, InvoiceStatus
+from app.ledger.models import Invoice, InvoiceStatus
 from app.ledger.schemas import EventOut, InvoiceOut
 from app.pagination import next_cursor
-from app.payments.gateway import ChargeDeclined, Gateway
+
+
+async def _shown(session: AsyncSession, invoices: list[Invoice]) -> list[InvoiceOut]:
+    """Invoices as the API shows them: an outstanding renewal's ``failure_reason`` is its last
+    decline (the append-only row keeps none until it is closed)."""
+    declines = await repository.last_declines(
+        session, [i.id for i in invoices if i.status is InvoiceStatus.PENDING]
+    )
+    shown = []
+    for invoice in invoices:
+        out = InvoiceOut.model_validate(invoice)
+        if out.failure_reason is None and invoice.id in declines:
+            out.failure_reason = declines[invoice.id].reason
+        shown.append(out)
+    return shown
 
 
 async def list_invoices(
     session: AsyncSession, caller: Caller, cursor: str | None, limit: int
 ) -> tuple[list[InvoiceOut], str | None]:
+    """The account's invoices, newest first. Admins and services."""
     caller.require_admin_or_service()
     rows = await repository.list_invoices(session, caller.account_id, cursor, limit)
     rows, cursor_out = next_cursor(rows, limit, lambda i: (i.created_at, i.id))
-    return [InvoiceOut.model_validate(i) for i in rows], cursor_out
+    return await _shown(session, rows), cursor_out
 
 
 async def get_invoice(session: AsyncSession, caller: Caller, invoice_id: str) -> InvoiceOut:
+    """One invoice of the account. Admins and services."""
     caller.require_admin_or_service()
     invoice = await repository.get_invoice(session, invoice_id)
     if invoice is None or invoice.account_id != caller.account_id:
         raise InvoiceNotFound(f"No invoice {invoice_id!r} in this account.")
-    return InvoiceOut.model_validate(invoice)
+    [out] = await _shown(session, [invoice])
+    return out
 
 
 async def list_events(
@@ -49,64 +54,3 @@ async def list_events(
     rows = await repository.list_events(session, caller.account_id, cursor, limit)
     rows, cursor_out = next_cursor(rows, limit, lambda e: (e.at, e.id))
     return [EventOut.model_validate(e) for e in rows], cursor_out
-
-
-async def pay_invoice(
-    db: Database,
-    gateway: Gateway,
-    idem: IdempotencyStore,
-    clock: Clock,
-    settings: Settings,
-    caller: Caller,
-    req: IdempotentRequest | None,
-    invoice_id: str,
-) -> JSONResponse:
-    """R9: charge an outstanding invoice now; paying the last one ends ``past_due``."""
-    # Imported here: renewals builds on purchases, which build on this package's models.
-    from app.renewals.service import charge_renewal
-    from app.seats import purchase as purchases
-
-    caller.require_primary_admin()
-    if req is not None:
-        stored = await idem.claim(req)
-        if stored is not None:
-            return stored.to_response()
-    deps = purchases.Payments(db, gateway, idem, clock, settings)
-    try:
-        async with db.transaction() as session:
-            invoice = await repository.get_invoice(session, invoice_id)
-        if invoice is None or invoice.account_id != caller.account_id:
-            raise InvoiceNotFound(f"No invoice {invoice_id!r} in this account.")
-        if invoice.status is not InvoiceStatus.PENDING:
-            raise InvoiceNotPayable(f"The invoice is {invoice.status.value}, not outstanding.")
-        if invoice.kind is InvoiceKind.PURCHASE:
-            outcome = await purchases.charge(gateway, invoice)
-            async with db.transaction() as session:
-                invoice = await purchases.settle(session, invoice.id, outcome, clock, caller.actor)
-        else:
-            result = await charge_renewal(deps, invoice, caller.actor)
-            if result is None:
-                raise PaymentPending("The payment service did not answer; retry.")
-            if isinstance(result, ChargeDeclined):
-                raise PaymentDeclined(
-                    f"The payment method was declined ({result.reason}).",
-                    invoice_id=invoice.id,
-                    reason=result.reason,
-                )
-        async with db.transaction() as session:
-            fresh = await repository.get_invoice(session, invoice_id)
-            assert fresh is not None
-            if fresh.status is InvoiceStatus.FAILED:
-                raise purchases.declined(fresh)
-            body = jsonable_encoder(InvoiceOut.model_validate(fresh))
-            if req is not None:
-                await idem.store(session, req, 200, body)
-        return JSONResponse(body, status_code=200)
-    except AppError as exc:
-        if req is not None:
-            await idem.finish_with_error(req, exc)
-        raise
-    except BaseException:
-        if req is not None:
-            await idem.release_quietly(req)
-        raise

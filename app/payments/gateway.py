@@ -31,6 +31,18 @@ class GatewayUnavailable(Exception):
     same idempotency key must be used to find out."""
 
 
+class GatewayRejected(Exception):
+    """The payments service refused the request itself (bad credentials, wrong URL, a malformed
+    request): our fault, nothing was charged, and no plan may go past due for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class VoidSucceeded:
+    """The key is void: nothing stays charged under it (``refunded_charge_id`` if it had been)."""
+
+    refunded_charge_id: str | None
+
+
 class Gateway(Protocol):
     """A payment gateway: ``sandbox`` in process, or ``http`` (the platform's payments service)."""
 
@@ -44,6 +56,10 @@ class Gateway(Protocol):
         description: str,
     ) -> ChargeResult:
         """Charge ``amount`` minor units; the same ``idempotency_key`` never charges twice."""
+        ...
+
+    async def void(self, *, idempotency_key: str) -> VoidSucceeded:
+        """Void the key: refund a charge made under it and refuse any later one."""
         ...
 
     async def aclose(self) -> None:

@@ -40,7 +40,9 @@ from app.payments.gateway import (
     ChargeDeclined,
     ChargeResult,
     ChargeSucceeded,
+    GatewayRejected,
     GatewayUnavailable,
+    VoidSucceeded,
     check_charge_arguments,
 )
 
@@ -127,6 +129,21 @@ class HttpGateway:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
+    async def void(self, *, idempotency_key: str) -> VoidSucceeded:
+        """POST /charges/{key}/void once; GatewayUnavailable when there is no clear answer."""
+        try:
+            response = await self._client.post(f"/charges/{idempotency_key}/void")
+        except httpx.RequestError as exc:
+            raise GatewayUnavailable(f"void of {idempotency_key!r}: {exc!r}") from exc
+        payload = _json_object(response)
+        if 200 <= response.status_code < 300 and payload.get("status") == "voided":
+            refunded = payload.get("refunded_charge_id")
+            return VoidSucceeded(refunded if isinstance(refunded, str) else None)
+        status = response.status_code
+        if 400 <= status < 500 and status not in _RETRYABLE_4XX:
+            raise GatewayRejected(f"payments service refused the void: HTTP {status}")
+        raise GatewayUnavailable(f"void of {idempotency_key!r}: HTTP {status}")
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
@@ -157,7 +174,7 @@ def _interpret(response: httpx.Response) -> ChargeResult | _Retry:
     if status == 402:
         return ChargeDeclined(_reason(payload))
     if 400 <= status < 500 and status not in _RETRYABLE_4XX:
-        return ChargeDeclined(f"rejected_{status}")
+        raise GatewayRejected(f"payments service refused the request: HTTP {status}")
     return _Retry(f"HTTP {status}", retry_after_seconds(response))
 
 

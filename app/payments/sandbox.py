@@ -14,6 +14,7 @@ from app.payments.gateway import (
     ChargeResult,
     ChargeSucceeded,
     GatewayUnavailable,
+    VoidSucceeded,
     check_charge_arguments,
 )
 
@@ -45,6 +46,10 @@ class SandboxGateway:
         if payment_method.startswith(UNAVAILABLE_PREFIX):
             raise GatewayUnavailable("sandbox: simulated outage for a pm_unavailable method")
         return ChargeSucceeded(sandbox_charge_id(idempotency_key))
+
+    async def void(self, *, idempotency_key: str) -> VoidSucceeded:
+        """Always succeeds (SPEC §6)."""
+        return VoidSucceeded(refunded_charge_id=None)
 
     async def aclose(self) -> None:
         """Nothing to release."""

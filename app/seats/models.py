@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -17,39 +16,27 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.billing.periods import BillingCycle
 from app.db import Base
+from app.seats.status import PlanStatus
 from app.sqltypes import EnumText, UTCDateTime
-
-
-class PlanStatus(StrEnum):
-    NONE = "none"
-    TRIALING = "trialing"
-    TRIAL_EXPIRED = "trial_expired"
-    ACTIVE = "active"
-    PAST_DUE = "past_due"
-
-    @property
-    def grants_access(self) -> bool:
-        """Agents of a trialing, active or past-due plan can work (R9: past due keeps access)."""
-        return self in (PlanStatus.TRIALING, PlanStatus.ACTIVE, PlanStatus.PAST_DUE)
-
-    @property
-    def is_paid(self) -> bool:
-        return self in (PlanStatus.ACTIVE, PlanStatus.PAST_DUE)
 
 
 class Plan(Base):
     __tablename__ = "plan"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('none', 'trialing', 'trial_expired', 'active', 'past_due')",
+            "status IN ('none', 'trialing', 'trial_expired', 'active', 'past_due', 'canceled')",
             name="status",
         ),
         CheckConstraint("seats >= 0", name="seats_not_negative"),
         CheckConstraint("assigned >= 0", name="assigned_not_negative"),
-        # R10 keeps the assignments of an expired trial (0 seats): only then may they exceed
-        # the total. Everywhere else the database itself refuses over-assignment.
-        CheckConstraint("assigned <= seats OR status = 'trial_expired'", name="assigned_le_seats"),
+        # R10 and R9 keep the assignments of an expired trial or a canceled plan (0 seats):
+        # only then may they exceed the total. Everywhere else the database refuses it.
+        CheckConstraint(
+            "assigned <= seats OR status IN ('trial_expired', 'canceled')",
+            name="assigned_le_seats",
+        ),
         CheckConstraint(
             "(period_start IS NULL) = (period_end IS NULL) AND "
             "(period_start IS NULL OR period_start < period_end)",
@@ -65,9 +52,12 @@ class Plan(Base):
     assigned: Mapped[int] = mapped_column(BigInteger)
     trial_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     trial_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The paid-through period of an active or past-due plan.
+    # The paid-through period of an active or past-due plan, and the cycle it was billed
+    # under (R12): purchases until its end are priced against these, never against an
+    # account setting changed since. Always a whole period of that cycle's schedule.
     period_start: Mapped[date | None] = mapped_column(Date)
     period_end: Mapped[date | None] = mapped_column(Date)
+    billing_cycle: Mapped[BillingCycle | None] = mapped_column(EnumText(BillingCycle))
     # A purchase charged but not yet settled (SPEC §6): the invoice and the total it buys.
     # Read under the same row lock as the seat rules, so no other query is needed to refuse
     # a second purchase or an assignment the pending total could not hold.

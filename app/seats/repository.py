@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import Select, String, bindparam, delete, select
@@ -10,7 +11,8 @@ from sqlalchemy.orm import aliased
 
 from app.directory.models import Account, Role, User
 from app.pagination import keyset
-from app.seats.models import Assignment, Plan, PlanStatus, Quote
+from app.seats.models import Assignment, Plan, Quote
+from app.seats.status import PlanStatus
 
 
 async def lock_plan(session: AsyncSession, account_id: str) -> Plan | None:
@@ -38,13 +40,20 @@ class AgentCheckRow(NamedTuple):
     user_exists: bool
     is_agent: bool
     plan_status: PlanStatus | None
+    trial_ends_at: datetime | None
 
 
-def _agent_check_statement() -> Select[Role, bool, bool, PlanStatus]:
+def _agent_check_statement() -> Select[Role, bool, bool, PlanStatus, datetime | None]:
     caller, target = aliased(User), aliased(User)
     account_id, user_id = bindparam("account_id", type_=String), bindparam("user_id", type_=String)
     return (
-        select(caller.role, target.id.is_not(None), Assignment.user_id.is_not(None), Plan.status)
+        select(
+            caller.role,
+            target.id.is_not(None),
+            Assignment.user_id.is_not(None),
+            Plan.status,
+            Plan.trial_ends_at,
+        )
         .select_from(Account)
         .outerjoin(
             caller, (caller.account_id == Account.id) & (caller.id == bindparam("caller_id"))
@@ -70,7 +79,7 @@ async def agent_check(
     cost does not grow with the number of users or agents."""
     params = {"account_id": account_id, "caller_id": caller_id, "user_id": user_id}
     row = (await conn.execute(_AGENT_CHECK, params)).first()
-    return None if row is None else AgentCheckRow(row[0], row[1], row[2], row[3])
+    return None if row is None else AgentCheckRow(row[0], row[1], row[2], row[3], row[4])
 
 
 async def user_and_assignment(

@@ -10,8 +10,6 @@ from app.deps import (
     CallerApartDep,
     CallerDep,
     ClockDep,
-    DbDep,
-    GatewayDep,
     IdempotencyDep,
     IdempotentRequestDep,
     NowDep,
@@ -23,14 +21,11 @@ from app.deps import (
 )
 from app.openapi_errors import problems
 from app.pagination import CursorQuery, LimitQuery, Page
-from app.seats import purchase as purchases
 from app.seats import service
 from app.seats.schemas import (
     AgentCheck,
     AgentOut,
     PlanSummary,
-    PurchaseIn,
-    PurchaseOut,
     QuoteOut,
     SeatsIn,
 )
@@ -39,9 +34,11 @@ router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["seat
 
 
 @router.get("", response_model=PlanSummary, responses=problems(403))
-async def get_plan(caller: CallerDep, session: SessionDep, settings: SettingsDep) -> PlanSummary:
+async def get_plan(
+    caller: CallerDep, session: SessionDep, settings: SettingsDep, now: NowDep
+) -> PlanSummary:
     """The plan summary. Any user of the account, and services."""
-    return await service.get_summary(session, caller, settings)
+    return await service.get_summary(session, caller, settings, now)
 
 
 @router.post(
@@ -79,28 +76,6 @@ async def create_quote(
     )
 
 
-@router.post(
-    "/purchases",
-    status_code=201,
-    response_model=PurchaseOut,
-    responses=problems(400, 402, 403, 409),
-)
-async def purchase_seats(
-    body: PurchaseIn,
-    caller: CallerApartDep,
-    req: IdempotentRequestDep,
-    db: DbDep,
-    gateway: GatewayDep,
-    idem: IdempotencyDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-) -> JSONResponse:
-    """Raise the total, charging the prorated price now (R6). Needs an `Idempotency-Key`."""
-    deps = purchases.Payments(db, gateway, idem, clock, settings)
-    reply = await purchases.purchase(deps, caller, req, body)
-    return reply.to_response()
-
-
 @router.post("/removals", response_model=PlanSummary, responses=problems(400, 403, 409))
 async def remove_seats(
     body: SeatsIn,
@@ -133,9 +108,11 @@ async def check_agent(
     user_id: UserIdPath,
     principal: PrincipalDep,
     conn: ReadConnectionDep,
+    clock: ClockDep,
 ) -> AgentCheck:
     """Is this user an agent with access now? The inbox asks on every page load."""
-    return await service.check_agent(conn, principal, account_id, user_id)
+    now = await clock.now(conn)
+    return await service.check_agent(conn, principal, account_id, user_id, now)
 
 
 @router.put(

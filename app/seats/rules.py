@@ -5,7 +5,7 @@ Services lock the plan row, then ask these functions; whatever they refuse, noth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from app.billing.periods import BillingCycle, Period, period_containing
@@ -21,7 +21,7 @@ from app.errors import (
     SeatsAssigned,
     TrialAlreadyUsed,
 )
-from app.seats.models import PlanStatus
+from app.seats.status import PlanStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,19 @@ class PlanState:
     trial_used: bool
     pending_seats: int | None = None
     period: Period | None = None
+    cycle: BillingCycle | None = None  # the cycle ``period`` was billed under (R12)
+    trial_ends_at: datetime | None = None
+
+    def at(self, now: datetime) -> PlanState:
+        """The plan as it stands at ``now``: a trial ends at ``trial_ends_at`` exactly (R10),
+        whether or not the billing run has recorded it yet."""
+        if (
+            self.status is PlanStatus.TRIALING
+            and self.trial_ends_at is not None
+            and now >= self.trial_ends_at
+        ):
+            return replace(self, status=PlanStatus.TRIAL_EXPIRED, seats=0)
+        return self
 
     @property
     def available(self) -> int:
@@ -98,7 +111,8 @@ def check_removal(plan: PlanState, new_total: int) -> None:
     if new_total < plan.assigned:
         raise SeatsAssigned(
             f"{plan.assigned} seats are assigned: unassign "
-            f"{plan.assigned - new_total} agents first.",
+            f"{plan.assigned - new_total} agent{'' if plan.assigned - new_total == 1 else 's'} "
+            "first.",
             assigned=plan.assigned,
         )
 
@@ -113,19 +127,22 @@ def check_assign(plan: PlanState) -> None:
         )
 
 
-def pricing_period(plan: PlanState, *, anchor: date, cycle: BillingCycle, today: date) -> Period:
-    """The period a purchase today is prorated over.
+def pricing_schedule(
+    plan: PlanState, *, anchor: date, cycle: BillingCycle, today: date
+) -> tuple[Period, BillingCycle]:
+    """The period a purchase today is prorated over, and the cycle it is priced in.
 
-    A paid plan uses the period it has paid through; a plan with nothing paid uses the
-    period of the account's anchor that contains today. A paid plan whose period has ended
-    is waiting for the billing run's renewal: pricing it now would charge the new seats
-    twice (once now, once in the overdue renewal), so it is refused until then.
+    A paid plan uses the period it has paid through and the cycle it was billed under, never
+    an account setting changed since (R12: a change applies from the period's end); a plan
+    with nothing paid uses the account's schedule's period that contains today. A paid plan
+    whose period has ended is waiting for the billing run's renewal: pricing it now would
+    charge the new seats twice (once now, once in the overdue renewal), so it is refused.
     """
     if plan.status.is_paid and plan.period is not None:
         if not plan.period.start <= today < plan.period.end:
             raise RenewalDue("The plan's renewal is being processed; retry shortly.")
-        return plan.period
-    return period_containing(anchor, cycle, today)
+        return plan.period, plan.cycle or cycle
+    return period_containing(anchor, cycle, today), cycle
 
 
 def check_decrease_allowed(plan: PlanState, new_total: int) -> bool:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.billing.periods import BillingCycle
 from app.ledger.schemas import InvoiceOut
-from app.seats.models import PlanStatus
+from app.seats.status import PlanStatus
 
 MAX_SEATS = 1_000_000_000  # an input sanity bound (amounts stay in 64 bits), not a cap (R2)
 

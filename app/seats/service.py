@@ -7,22 +7,22 @@ before they charge, live in ``purchase.py``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth import Caller, Principal, caller_of, check_account_scope
 from app.billing.periods import BillingCycle, Period
-from app.billing.pricing import cycle_total, price_change
+from app.billing.pricing import PriceChange, cycle_total, price_change
 from app.config import Settings
 from app.directory import repository as directory
 from app.directory.models import Account, Role
-from app.errors import NotAnAgent, NotFound, UserNotFound
+from app.errors import NotAnAgent, NotFound, UnsupportedCurrency, UserNotFound
 from app.ids import new_id
 from app.ledger import repository as ledger
 from app.pagination import next_cursor
 from app.seats import repository, rules
-from app.seats.models import Assignment, Plan, PlanStatus, Quote
+from app.seats.models import Assignment, Plan, Quote
 from app.seats.schemas import (
     AgentCheck,
     AgentOut,
@@ -32,6 +32,7 @@ from app.seats.schemas import (
     QuoteOut,
     TrialOut,
 )
+from app.seats.status import PlanStatus
 
 
 def plan_state(plan: Plan) -> rules.PlanState:
@@ -47,13 +48,25 @@ def plan_state(plan: Plan) -> rules.PlanState:
         trial_used=plan.trial_started_at is not None,
         pending_seats=plan.pending_seats,
         period=period,
+        cycle=plan.billing_cycle,
+        trial_ends_at=plan.trial_ends_at,
     )
 
 
-def summarize(plan: Plan, account: Account, settings: Settings) -> PlanSummary:
-    """The plan summary of ``GET .../conversations``."""
-    state = plan_state(plan)
-    cycle = BillingCycle(account.billing_cycle)
+def unit_price(settings: Settings, currency: str) -> int:
+    """The monthly seat price of ``currency`` (R13): refused when none is configured."""
+    price = settings.price_for(currency)
+    if price is None:
+        raise UnsupportedCurrency(f"No seat price is configured for {currency}.", currency=currency)
+    return price
+
+
+def summarize(plan: Plan, account: Account, settings: Settings, now: datetime) -> PlanSummary:
+    """The plan summary of ``GET .../conversations``, as the plan stands at ``now``."""
+    state = plan_state(plan).at(now)
+    price = unit_price(settings, account.currency)
+    # A paid plan is shown in the cycle it is billed under until its period ends (R12).
+    cycle = (state.cycle if state.status.is_paid else None) or BillingCycle(account.billing_cycle)
     paid = state.paid_seats
     trial = None
     if plan.trial_started_at is not None and plan.trial_ends_at is not None:
@@ -65,15 +78,15 @@ def summarize(plan: Plan, account: Account, settings: Settings) -> PlanSummary:
     period = state.period if state.status.is_paid else None
     return PlanSummary(
         status=state.status,
-        seats=plan.seats,
+        seats=state.seats,
         assigned=plan.assigned,
         available=state.available,
         trial=trial,
         billing_cycle=cycle,
         currency=account.currency,
-        unit_price=settings.price_monthly,
-        monthly_total=paid * settings.price_monthly,
-        cycle_total=cycle_total(paid, settings.price_monthly, cycle),
+        unit_price=price,
+        monthly_total=paid * price,
+        cycle_total=cycle_total(paid, price, cycle),
         current_period=PeriodOut(start=period.start, end=period.end) if period else None,
         next_renewal_at=datetime.combine(period.end, time(), UTC) if period else None,
     )
@@ -96,14 +109,35 @@ async def lock_plan(session: AsyncSession, account_id: str) -> Plan:
     return plan
 
 
+def price_purchase(
+    state: rules.PlanState, account: Account, seats: int, today: date, settings: Settings
+) -> PriceChange:
+    """What moving to ``seats`` costs today: the one pricing of quotes and purchases (§3)."""
+    period, cycle = rules.pricing_schedule(
+        state, anchor=account.billing_anchor, cycle=BillingCycle(account.billing_cycle), today=today
+    )
+    return price_change(
+        current_seats=state.seats,
+        seats=seats,
+        paid_seats=state.paid_seats,
+        unit_price=unit_price(settings, account.currency),
+        cycle=cycle,
+        period=period,
+        today=today,
+    )
+
+
 def touch(plan: Plan, now: datetime) -> None:
     plan.version += 1
     plan.updated_at = now
 
 
-async def get_summary(session: AsyncSession, caller: Caller, settings: Settings) -> PlanSummary:
+async def get_summary(
+    session: AsyncSession, caller: Caller, settings: Settings, now: datetime
+) -> PlanSummary:
+    """The plan summary for any user of the account, and services."""
     plan, account = await load(session, caller.account_id, lock=False)
-    return summarize(plan, account, settings)
+    return summarize(plan, account, settings, now)
 
 
 async def start_trial(
@@ -129,7 +163,7 @@ async def start_trial(
         at=now,
         data={"seats_before": before, "seats_after": plan.seats, "ends_at": trial.ends_at},
     )
-    return summarize(plan, account, settings)
+    return summarize(plan, account, settings, now)
 
 
 async def create_quote(
@@ -138,26 +172,15 @@ async def create_quote(
     """R8: price a new total. Stores the quote (so a purchase can confirm it) and nothing else."""
     caller.require_admin()
     plan, account = await load(session, caller.account_id, lock=False)
-    state = plan_state(plan)
-    cycle = BillingCycle(account.billing_cycle)
-    period = rules.pricing_period(
-        state, anchor=account.billing_anchor, cycle=cycle, today=now.date()
-    )
-    change = price_change(
-        current_seats=plan.seats,
-        seats=seats,
-        paid_seats=state.paid_seats,
-        unit_price=settings.price_monthly,
-        cycle=cycle,
-        period=period,
-        today=now.date(),
-    )
+    state = plan_state(plan).at(now)
+    change = price_purchase(state, account, seats, now.date(), settings)
+    cycle, period = change.billing_cycle, change.period
     quote = Quote(
         id=new_id("quo"),
         account_id=caller.account_id,
-        current_seats=plan.seats,
+        current_seats=state.seats,
         seats=seats,
-        unit_price=settings.price_monthly,
+        unit_price=change.unit_price,
         currency=account.currency,
         billing_cycle=cycle,
         period_start=period.start,
@@ -172,11 +195,11 @@ async def create_quote(
     return QuoteOut(
         id=quote.id,
         expires_at=quote.expires_at,
-        current_seats=plan.seats,
+        current_seats=state.seats,
         seats=seats,
         change=change.change,
         currency=account.currency,
-        unit_price=settings.price_monthly,
+        unit_price=change.unit_price,
         billing_cycle=cycle,
         monthly_total=change.monthly_total,
         cycle_total=change.cycle_total,
@@ -198,7 +221,7 @@ async def remove_seats(
     """R4, R7: lower the total at once; only empty seats go, and nothing is refunded."""
     caller.require_primary_admin()
     plan, account = await load(session, caller.account_id, lock=True)
-    rules.check_removal(plan_state(plan), seats)
+    rules.check_removal(plan_state(plan).at(now), seats)
     before = plan.seats
     plan.seats = seats
     touch(plan, now)
@@ -210,7 +233,7 @@ async def remove_seats(
         at=now,
         data={"seats_before": before, "seats_after": seats},
     )
-    return summarize(plan, account, settings)
+    return summarize(plan, account, settings, now)
 
 
 async def assign(
@@ -227,7 +250,7 @@ async def assign(
         raise UserNotFound(f"No user {user_id!r} in this account.")
     if existing is not None:
         return AgentOut.model_validate(existing), False
-    rules.check_assign(plan_state(plan))
+    rules.check_assign(plan_state(plan).at(now))
     assignment = Assignment(
         account_id=caller.account_id, user_id=user_id, assigned_at=now, assigned_by=caller.actor
     )
@@ -285,7 +308,7 @@ async def release_seat(
 
 
 async def check_agent(
-    conn: AsyncConnection, principal: Principal, account_id: str, user_id: str
+    conn: AsyncConnection, principal: Principal, account_id: str, user_id: str, now: datetime
 ) -> AgentCheck:
     """The hot read: is this user an agent, and does the plan let agents work now?
 
@@ -300,6 +323,8 @@ async def check_agent(
         raise UserNotFound(f"No user {user_id!r} in this account.")
     is_agent, status = bool(row.is_agent), row.plan_status
     active = is_agent and status is not None and PlanStatus(status).grants_access
+    if status == PlanStatus.TRIALING and row.trial_ends_at is not None:
+        active = active and now < row.trial_ends_at  # R10: the trial ends exactly then
     return AgentCheck(user_id=user_id, agent=is_agent, active=active)
 
 

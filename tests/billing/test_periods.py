@@ -8,7 +8,14 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.billing.periods import BillingCycle, Period, add_months, next_period, period_containing
+from app.billing.periods import (
+    BillingCycle,
+    Period,
+    Renewal,
+    add_months,
+    period_containing,
+    renewal_after,
+)
 
 MONTHLY = BillingCycle.MONTHLY
 YEARLY = BillingCycle.YEARLY
@@ -122,7 +129,7 @@ def test_anchor_on_29th_february_yearly_clamps_to_28th_then_returns_on_leap_year
     period = period_containing(anchor, YEARLY, anchor)
     walked = [period]
     for _ in range(4):
-        period = next_period(anchor, YEARLY, period)
+        period = renewal_after(anchor, YEARLY, period).period
         walked.append(period)
     assert walked == expected
     assert [p.days for p in walked] == [365, 365, 365, 366, 365]
@@ -203,7 +210,12 @@ def test_period_end_day_belongs_to_the_next_period() -> None:
     )
 
 
-# --- next_period ----------------------------------------------------------------------------
+# --- renewal_after (R12) --------------------------------------------------------------------
+
+
+def next_period(anchor: date, cycle: BillingCycle, period: Period) -> Period:
+    """The whole period the renewal after ``period`` moves the plan into."""
+    return renewal_after(anchor, cycle, period).period
 
 
 def test_next_period_starts_on_the_previous_end() -> None:
@@ -220,21 +232,30 @@ def test_next_yearly_period_starts_on_the_previous_end() -> None:
     assert next_period(anchor, YEARLY, period) == Period(date(2027, 3, 15), date(2028, 3, 15))
 
 
-def test_next_period_after_anchor_change_bridges_to_new_schedule() -> None:
-    old_period = Period(date(2026, 1, 10), date(2026, 2, 10))
-    new_anchor = date(2026, 1, 20)
-    bridged = next_period(new_anchor, MONTHLY, old_period)
-    assert bridged == Period(date(2026, 2, 10), date(2026, 2, 20))
-    # From there on the periods follow the new anchor.
-    assert next_period(new_anchor, MONTHLY, bridged) == Period(date(2026, 2, 20), date(2026, 3, 20))
+def test_r12_renewal_after_anchor_change_is_a_whole_new_period_billed_from_the_old_end() -> None:
+    # SPEC §3: anchor moved from the 1st to the 15th; paid 2026-11-01..12-01.
+    renewal = renewal_after(
+        date(2026, 11, 15), MONTHLY, Period(date(2026, 11, 1), date(2026, 12, 1))
+    )
+    assert renewal == Renewal(
+        period=Period(date(2026, 11, 15), date(2026, 12, 15)),
+        billed=Period(date(2026, 12, 1), date(2026, 12, 15)),
+    )
+    assert renewal.is_bridge and renewal.billed.days == 14 and renewal.period.days == 30
+    # From there on the periods follow the new anchor, whole.
+    following = renewal_after(date(2026, 11, 15), MONTHLY, renewal.period)
+    assert not following.is_bridge
+    assert following.period == Period(date(2026, 12, 15), date(2027, 1, 15))
 
 
-def test_next_period_after_cycle_change_bridges_to_yearly_boundary() -> None:
+def test_r12_renewal_after_cycle_change_lands_on_the_yearly_schedule() -> None:
     anchor = date(2026, 3, 15)
-    monthly_period = Period(date(2026, 8, 15), date(2026, 9, 15))
-    bridged = next_period(anchor, YEARLY, monthly_period)
-    assert bridged == Period(date(2026, 9, 15), date(2027, 3, 15))
-    assert next_period(anchor, YEARLY, bridged) == Period(date(2027, 3, 15), date(2028, 3, 15))
+    renewal = renewal_after(anchor, YEARLY, Period(date(2026, 8, 15), date(2026, 9, 15)))
+    assert renewal.period == Period(date(2026, 3, 15), date(2027, 3, 15))
+    assert renewal.billed == Period(date(2026, 9, 15), date(2027, 3, 15))
+    assert next_period(anchor, YEARLY, renewal.period) == Period(
+        date(2027, 3, 15), date(2028, 3, 15)
+    )
 
 
 def test_next_period_without_change_is_not_bridged() -> None:

@@ -159,7 +159,9 @@ async def test_r9_one_renewal_invoice_per_period(api: Api, sql: Any) -> None:
     assert later["renewals_invoiced"] == 0
     assert len(await invoices(api, kind="renewal")) == 1
     assert len(await events(api, type="plan.renewed")) == 1
-    rows = await sql("SELECT COUNT(*) FROM charge_attempt")
+    rows = await sql(
+        "SELECT COUNT(*) FROM charge_attempt a JOIN invoice i ON i.id = a.invoice_id WHERE i.kind = 'renewal'"
+    )
     assert rows[0][0] == 1
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.conftest import Api, problem
 from tests.renewals.conftest import PRICE, agent, events, invoices, pay, run_billing
 
@@ -31,8 +33,9 @@ async def past_due(api: Api) -> dict[str, Any]:
 
 async def attempts(sql: Any, invoice_id: str) -> list[tuple[int, str, str]]:
     rows = await sql(
-        "SELECT number, gateway_key, outcome FROM charge_attempt "
-        "WHERE invoice_id = :id ORDER BY number",
+        "SELECT a.number, a.gateway_key, o.outcome FROM charge_attempt a "
+        "LEFT JOIN charge_outcome o ON o.invoice_id = a.invoice_id AND o.number = a.number "
+        "WHERE a.invoice_id = :id ORDER BY a.number",
         id=invoice_id,
     )
     return [(r[0], r[1], r[2]) for r in rows]
@@ -140,6 +143,7 @@ async def test_r9_billing_run_retry_recovers_after_card_update(api: Api) -> None
     assert recovered["actor"] == "system:billing"
 
 
+@pytest.mark.settings(dunning_days=30)  # the retry policy alone, before dunning ends it
 async def test_r9_billing_run_retries_after_24_hours_at_most_4_times(api: Api, sql: Any) -> None:
     renewal = await past_due(api)
     inv = renewal["id"]
@@ -171,6 +175,7 @@ async def test_r9_billing_run_retries_after_24_hours_at_most_4_times(api: Api, s
     assert (await api.summary())["status"] == "active"
 
 
+@pytest.mark.settings(dunning_days=45)
 async def test_r9_past_due_plan_keeps_renewing_and_recovers_when_all_paid(
     api: Api, sql: Any
 ) -> None:

@@ -177,10 +177,14 @@ async def test_r11_database_refuses_rewriting_charge_attempts(api: Api, sql: Sql
     await api.set_clock(datetime(2026, 12, 1, tzinfo=UTC))
     r = await api.client.post("/internal/v1/billing/run", headers=api.as_service())
     assert r.json()["renewals_paid"] == 1
+    # The purchase's attempt and the renewal's, each with its outcome.
     [(attempts,)] = await sql("SELECT COUNT(*) FROM charge_attempt")
-    assert attempts == 1
-    await refused(sql, "UPDATE charge_attempt SET outcome = 'declined'")
+    [(outcomes,)] = await sql("SELECT COUNT(*) FROM charge_outcome WHERE outcome = 'succeeded'")
+    assert (attempts, outcomes) == (2, 2)
+    await refused(sql, "UPDATE charge_attempt SET payment_method = 'pm_other'")
     await refused(sql, "DELETE FROM charge_attempt")
+    await refused(sql, "UPDATE charge_outcome SET outcome = 'declined'")
+    await refused(sql, "DELETE FROM charge_outcome")
 
 
 async def test_r11_pending_invoice_may_only_become_paid_or_failed(api: Api, sql: Sql) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -21,14 +22,14 @@ from app.errors import (
     SeatsAssigned,
     TrialAlreadyUsed,
 )
-from app.seats.models import PlanStatus
+from app.seats.status import PlanStatus
 from app.seats.rules import (
     PlanState,
     check_assign,
     check_decrease_allowed,
     check_purchase,
     check_removal,
-    pricing_period,
+    pricing_schedule,
     start_trial,
 )
 
@@ -50,10 +51,13 @@ def plan(
     trial_used: bool = False,
     pending_seats: int | None = None,
     period: Period | None = None,
+    cycle: BillingCycle | None = None,
 ) -> PlanState:
     if period is None and status.is_paid:
         period = NOVEMBER
-    return PlanState(status, seats, assigned, trial_used, pending_seats, period)
+    if cycle is None and status.is_paid:
+        cycle = BillingCycle.MONTHLY
+    return PlanState(status, seats, assigned, trial_used, pending_seats, period, cycle)
 
 
 # --- R3: the trial -------------------------------------------------------------------------
@@ -233,21 +237,41 @@ def test_r8_decrease_allowed_only_down_to_the_assigned_count() -> None:
 
 def test_paid_plan_prices_over_its_paid_period() -> None:
     paid = plan(ACTIVE, 5, period=Period(date(2026, 11, 1), date(2026, 12, 1)))
-    got = pricing_period(
+    got = pricing_schedule(
         paid, anchor=date(2026, 11, 1), cycle=BillingCycle.MONTHLY, today=date(2026, 11, 30)
     )
-    assert got == Period(date(2026, 11, 1), date(2026, 12, 1))
+    assert got == (Period(date(2026, 11, 1), date(2026, 12, 1)), BillingCycle.MONTHLY)
+
+
+def test_r12_paid_plan_prices_in_the_cycle_it_was_billed_under() -> None:
+    # The account switched to yearly mid-period: until the period ends, purchases are priced
+    # as monthly over the monthly period (not 12x).
+    paid = plan(ACTIVE, 5, cycle=BillingCycle.MONTHLY)
+    got = pricing_schedule(
+        paid, anchor=date(2026, 11, 1), cycle=BillingCycle.YEARLY, today=date(2026, 11, 21)
+    )
+    assert got == (NOVEMBER, BillingCycle.MONTHLY)
+
+
+def test_r10_trial_is_over_at_trial_ends_at_exactly() -> None:
+    ends = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    trial = replace(plan(TRIALING, 20, assigned=3), trial_ends_at=ends)
+    assert trial.at(ends - timedelta(seconds=1)).status is TRIALING
+    over = trial.at(ends)
+    assert over.status is EXPIRED and over.seats == 0 and over.available == 0
+    with pytest.raises(NoActivePlan):
+        check_assign(over)
 
 
 @pytest.mark.parametrize("status", [NONE, TRIALING, EXPIRED])
 def test_unpaid_plan_prices_over_the_anchor_period_containing_today(status: PlanStatus) -> None:
-    got = pricing_period(
+    got = pricing_schedule(
         plan(status, 0),
         anchor=date(2026, 3, 15),
         cycle=BillingCycle.YEARLY,
         today=date(2026, 11, 21),
     )
-    assert got == Period(date(2026, 3, 15), date(2027, 3, 15))
+    assert got == (Period(date(2026, 3, 15), date(2027, 3, 15)), BillingCycle.YEARLY)
 
 
 @pytest.mark.parametrize("today", [date(2026, 12, 1), date(2027, 1, 5)])
@@ -255,6 +279,6 @@ def test_unpaid_plan_prices_over_the_anchor_period_containing_today(status: Plan
 def test_renewal_due_when_the_paid_period_ended(status: PlanStatus, today: date) -> None:
     # Pricing a purchase before the overdue renewal would charge the new seats twice.
     with pytest.raises(RenewalDue):
-        pricing_period(
+        pricing_schedule(
             plan(status, 5), anchor=date(2026, 11, 1), cycle=BillingCycle.MONTHLY, today=today
         )

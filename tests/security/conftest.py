@@ -25,6 +25,7 @@ TABLES = (
     "quote",
     "invoice",
     "invoice_line",
+    "charge_outcome",
     "charge_attempt",
     "event",
     "idempotency_key",

@@ -1,0 +1,161 @@
+"""What the billing run does to a plan, under its row lock (SPEC R9, R10, R12).
+
+Each function re-checks its condition with the plan locked, so a second run, a request, or
+a retry of the same run finds nothing left to do and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.billing.periods import BillingCycle, Period, renewal_after
+from app.billing.pricing import renewal_amount
+from app.directory.models import Account
+from app.ids import new_id
+from app.ledger import repository as ledger
+from app.ledger.models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
+from app.seats.models import Plan
+from app.seats.service import touch
+from app.seats.status import PlanStatus
+
+SYSTEM = "system:billing"
+
+
+async def expire_trial(session: AsyncSession, plan: Plan, now: datetime) -> bool:
+    """R10: an ended trial becomes ``trial_expired`` with 0 seats; assignments are kept."""
+    if plan.status != PlanStatus.TRIALING or plan.trial_ends_at is None or plan.trial_ends_at > now:
+        return False
+    before = plan.seats
+    plan.status = PlanStatus.TRIAL_EXPIRED
+    plan.seats = 0
+    touch(plan, now)
+    await ledger.add_event(
+        session,
+        account_id=plan.account_id,
+        type="trial.expired",
+        actor=SYSTEM,
+        at=now,
+        data={"seats_before": before, "seats_after": 0, "assigned": plan.assigned},
+    )
+    return True
+
+
+async def invoice_renewal(
+    session: AsyncSession, plan: Plan, account: Account, now: datetime, unit_price: int
+) -> bool | None:
+    """R9, R12: move a plan whose period ended into the next period, invoicing it.
+
+    None when nothing is due, True when an invoice was made, False for a period of 0 seats
+    (moved on, nothing to charge). The next period follows the account's anchor and cycle of
+    now; when the old end is not one of that schedule's boundaries the invoice bills only the
+    days from the old end (a bridge, §3), and the plan's period is still a whole period.
+    """
+    if not plan.status.is_paid or plan.period_start is None or plan.period_end is None:
+        return None
+    if plan.period_end > now.date():
+        return None
+    if plan.pending_invoice_id is not None:
+        # A purchase waits for its charge and will change the seat total: renewing first
+        # would bill the next period for the old total and leave the added seats unbilled.
+        # The run renews once the purchase is settled or voided (R14).
+        return None
+    cycle = BillingCycle(account.billing_cycle)
+    renewal = renewal_after(
+        account.billing_anchor, cycle, Period(plan.period_start, plan.period_end)
+    )
+    period, billed = renewal.period, renewal.billed
+    plan.period_start, plan.period_end = period.start, period.end
+    plan.billing_cycle = cycle
+    touch(plan, now)
+    data: dict[str, object] = {
+        "seats": plan.seats,
+        "period_start": period.start,
+        "period_end": period.end,
+    }
+    if plan.seats == 0:
+        await ledger.add_event(
+            session,
+            account_id=plan.account_id,
+            type="plan.renewed",
+            actor=SYSTEM,
+            at=now,
+            data=data,
+        )
+        return False
+    total = renewal_amount(plan.seats, unit_price, cycle, renewal)
+    what = f"{billed.start} to {billed.end}"
+    if renewal.is_bridge:
+        what += f", {billed.days}/{period.days} days of {period.start} to {period.end}"
+        data["billed_from"] = billed.start
+    invoice = Invoice(
+        id=new_id("inv"),
+        account_id=plan.account_id,
+        kind=InvoiceKind.RENEWAL,
+        status=InvoiceStatus.PENDING,
+        currency=account.currency,
+        total=total,
+        seats=plan.seats,
+        # The renewal covers from the old end: one renewal per (account, first day billed).
+        period_start=billed.start,
+        period_end=billed.end,
+        billing_cycle=cycle,
+        payment_method=account.payment_method,
+        created_by=SYSTEM,
+        created_at=now,
+    )
+    invoice.lines = [
+        InvoiceLine(
+            position=0,
+            description=f"{plan.seats} Conversations seat(s), {cycle.value}, {what}",
+            quantity=plan.seats,
+            unit_price=unit_price * cycle.months,
+            amount=total,
+            period_start=billed.start,
+            period_end=billed.end,
+        )
+    ]
+    session.add(invoice)
+    await session.flush()  # the unique (account, period) index speaks here
+    data["invoice_id"] = invoice.id
+    await _renewed(session, plan, now, data)
+    return True
+
+
+async def _renewed(
+    session: AsyncSession, plan: Plan, now: datetime, data: dict[str, object]
+) -> None:
+    await ledger.add_event(
+        session, account_id=plan.account_id, type="plan.renewed", actor=SYSTEM, at=now, data=data
+    )
+
+
+async def cancel(
+    session: AsyncSession, plan: Plan, outstanding: list[Invoice], now: datetime
+) -> None:
+    """R9: dunning ended: the plan is canceled with 0 seats (assignments kept, no access) and
+    its outstanding renewals are uncollectible; a later purchase restarts it."""
+    before = plan.seats
+    plan.status = PlanStatus.CANCELED
+    plan.seats = 0
+    plan.period_start = plan.period_end = None
+    plan.billing_cycle = None
+    touch(plan, now)
+    for invoice in outstanding:
+        invoice.status = InvoiceStatus.UNCOLLECTIBLE
+        invoice.failure_reason = "uncollectible: dunning ended"
+    await session.flush()
+    await ledger.add_event(
+        session,
+        account_id=plan.account_id,
+        type="plan.canceled",
+        actor=SYSTEM,
+        at=now,
+        data={
+            "seats_before": before,
+            "seats_after": 0,
+            "assigned": plan.assigned,
+            "uncollectible": [i.id for i in outstanding],
+        },
+    )

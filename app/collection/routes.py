@@ -1,0 +1,32 @@
+"""Paying an outstanding invoice (SPEC §4, R9). Thin: authenticate, collect, answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.collection.pay import pay_invoice as pay
+from app.deps import CallerApartDep, CollectorDep, DbDep, IdempotencyDep, IdempotentRequestDep
+from app.ledger.routes import InvoiceIdPath
+from app.ledger.schemas import InvoiceOut
+from app.openapi_errors import problems
+
+router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["ledger"])
+
+
+@router.post(
+    "/invoices/{invoice_id}/pay",
+    response_model=InvoiceOut,
+    responses=problems(400, 402, 403, 409, 503),
+)
+async def pay_invoice(
+    invoice_id: InvoiceIdPath,
+    caller: CallerApartDep,
+    req: IdempotentRequestDep,
+    db: DbDep,
+    collector: CollectorDep,
+    idem: IdempotencyDep,
+) -> JSONResponse:
+    """Charge an outstanding (pending) invoice again (R9). Primary admin only."""
+    reply = await pay(db, collector, idem, caller, req, invoice_id)
+    return reply.to_response()

@@ -1,0 +1,43 @@
+"""The purchase endpoint (SPEC §4). Thin: authenticate, call the purchase service, answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.deps import (
+    CallerApartDep,
+    ClockDep,
+    CollectorDep,
+    DbDep,
+    IdempotencyDep,
+    IdempotentRequestDep,
+    SettingsDep,
+)
+from app.openapi_errors import problems
+from app.purchases import service
+from app.seats.schemas import PurchaseIn, PurchaseOut
+
+router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["seats"])
+
+
+@router.post(
+    "/purchases",
+    status_code=201,
+    response_model=PurchaseOut,
+    responses=problems(400, 402, 403, 409, 422, 503),
+)
+async def purchase_seats(
+    body: PurchaseIn,
+    caller: CallerApartDep,
+    req: IdempotentRequestDep,
+    db: DbDep,
+    collector: CollectorDep,
+    idem: IdempotencyDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Raise the total, charging the prorated price now (R6). Needs an `Idempotency-Key`."""
+    deps = service.Purchases(db, collector, idem, clock, settings)
+    reply = await service.purchase(deps, caller, req, body)
+    return reply.to_response()

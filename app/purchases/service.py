@@ -1,0 +1,221 @@
+"""Purchases: money that cannot go wrong (SPEC R6, §5, §6).
+
+The order is what makes it safe, and it must not change:
+
+1. In one transaction, with the plan locked: check the rules, price the purchase and record a
+   ``pending`` invoice (the plan notes it is waiting for it). Commit.
+2. Collect it (``app.collection``): the attempt is committed, the gateway charged with the
+   invoice id as the key, the outcome appended and the invoice settled, paid (seats raised)
+   or failed, in one transaction.
+3. Answer from the invoice as it now stands.
+
+A crash or a timeout between 1 and 2 leaves a pending invoice that a retry with the same
+``Idempotency-Key``, ``/pay`` or the billing run completes under the same gateway key; after
+``SEATS_PENDING_PURCHASE_HOURS`` the billing run voids it (R14). Seats are never raised
+without a paid invoice, and the answer to a key is always derived from its invoice: a retry
+after any of these gets the final outcome, whoever reached it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Caller
+from app.billing.pricing import PriceChange
+from app.clock import Clock
+from app.collection.policy import Mode
+from app.collection.service import Collected, Collector
+from app.config import Settings
+from app.db import Database
+from app.errors import (
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    PaymentDeclined,
+    PaymentPending,
+    PaymentUnavailable,
+    PurchaseVoided,
+    QuoteNotFound,
+    QuoteStale,
+)
+from app.idempotency import IdempotencyStore, IdempotentRequest, StoredResponse
+from app.ids import new_id
+from app.ledger import repository as ledger
+from app.ledger.models import AttemptOutcome, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
+from app.ledger.schemas import InvoiceOut
+from app.seats import repository, rules
+from app.seats.schemas import PurchaseIn, PurchaseOut
+from app.seats.service import load, plan_state, price_purchase, summarize, touch
+
+
+@dataclass(frozen=True, slots=True)
+class Purchases:
+    """What a purchase needs besides the request."""
+
+    db: Database
+    collector: Collector
+    idempotency: IdempotencyStore
+    clock: Clock
+    settings: Settings
+
+
+async def purchase(
+    deps: Purchases, caller: Caller, req: IdempotentRequest | None, body: PurchaseIn
+) -> StoredResponse:
+    """Raise the plan to ``body.seats``, charging the prorated price now (R6)."""
+    caller.require_primary_admin()
+    if req is None:
+        raise IdempotencyKeyRequired("A purchase needs an Idempotency-Key header.")
+
+    async def work() -> StoredResponse:
+        async with deps.db.transaction() as session:
+            invoice = await _prepare(session, deps, caller, req, body)
+        collected = await deps.collector.collect(invoice.id, caller.actor, Mode.REQUEST)
+        return await answer(deps, caller.account_id, collected)
+
+    return await deps.idempotency.execute(req, work)
+
+
+async def answer(deps: Purchases, account_id: str, collected: Collected) -> StoredResponse:
+    """The purchase's answer, from its invoice as it stands (the same for every retry)."""
+    invoice = collected.invoice
+    if invoice.status is InvoiceStatus.PAID:
+        async with deps.db.transaction() as session:
+            now = await deps.clock.now(session)
+            plan, account = await load(session, account_id, lock=False)
+            fresh = await ledger.get_invoice(session, invoice.id)
+            assert fresh is not None
+            body = PurchaseOut(
+                summary=summarize(plan, account, deps.settings, now),
+                invoice=InvoiceOut.model_validate(fresh),
+            )
+        return StoredResponse(201, jsonable_encoder(body))
+    if invoice.status is InvoiceStatus.FAILED:
+        raise PaymentDeclined(
+            f"The payment method was declined ({invoice.failure_reason}); nothing changed.",
+            invoice_id=invoice.id,
+            reason=invoice.failure_reason,
+        )
+    if invoice.status is InvoiceStatus.VOID:
+        raise PurchaseVoided(
+            "The payment got no definitive answer in time and was voided; nothing was "
+            "charged. Buy again with a new Idempotency-Key.",
+            invoice_id=invoice.id,
+        )
+    if collected.outcome is AttemptOutcome.REJECTED:
+        raise PaymentUnavailable(
+            "The payments service refused the request; the purchase stays pending and "
+            "completes once it is fixed, or is voided.",
+            invoice_id=invoice.id,
+        )
+    raise PaymentPending(
+        "The payment service did not answer; the purchase completes on a retry with "
+        "the same Idempotency-Key, or automatically.",
+        invoice_id=invoice.id,
+    )
+
+
+async def _prepare(
+    session: AsyncSession,
+    deps: Purchases,
+    caller: Caller,
+    req: IdempotentRequest,
+    body: PurchaseIn,
+) -> Invoice:
+    """Step 1: the pending invoice of this request, made now or found from an earlier try."""
+    now = await deps.clock.now(session)
+    plan, account = await load(session, caller.account_id, lock=True)
+    earlier = await ledger.invoice_for_request(session, req.scope_hash)
+    if earlier is not None:
+        if earlier.request_fingerprint not in (None, req.fingerprint):
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was used with a different request body or path."
+            )
+        # A retry of a purchase whose charge timed out, whose process died, or that was
+        # completed since: carry on with the same invoice, hence the same gateway key.
+        return earlier
+    state = plan_state(plan).at(now)
+    rules.check_purchase(state, body.seats)
+    today = now.date()
+    change = price_purchase(state, account, body.seats, today, deps.settings)
+    period, cycle = change.period, change.billing_cycle
+    if body.quote_id is not None:
+        await _check_quote(session, caller, body, state.seats, change, account.currency, now)
+    invoice = Invoice(
+        id=new_id("inv"),
+        account_id=caller.account_id,
+        kind=InvoiceKind.PURCHASE,
+        status=InvoiceStatus.PENDING,
+        currency=account.currency,
+        total=change.due_now,
+        seats=body.seats,
+        period_start=period.start,
+        period_end=period.end,
+        billing_cycle=cycle,
+        payment_method=account.payment_method,
+        request_key=req.scope_hash,
+        request_fingerprint=req.fingerprint,
+        created_by=caller.actor,
+        created_at=now,
+    )
+    days = change.proration
+    invoice.lines = [
+        InvoiceLine(
+            position=0,
+            description=(
+                f"{change.charged_seats} Conversations seat(s), {cycle.value}, prorated "
+                f"{days.days_remaining}/{days.days_in_period} days to {period.end}"
+            ),
+            quantity=change.charged_seats,
+            unit_price=change.unit_price * cycle.months,
+            amount=change.due_now,
+            period_start=today,
+            period_end=period.end,
+        )
+    ]
+    session.add(invoice)
+    plan.pending_invoice_id = invoice.id
+    plan.pending_seats = body.seats
+    touch(plan, now)
+    return invoice
+
+
+async def _check_quote(
+    session: AsyncSession,
+    caller: Caller,
+    body: PurchaseIn,
+    current_seats: int,
+    change: PriceChange,
+    currency: str,
+    now: datetime,
+) -> None:
+    """A confirmed quote must still say what the purchase will charge (``409 quote_stale``)."""
+    assert body.quote_id is not None
+    quote = await repository.get_quote(session, caller.account_id, body.quote_id)
+    if quote is None:
+        raise QuoteNotFound(f"No quote {body.quote_id!r} for this account.")
+    quoted = (
+        quote.seats,
+        quote.current_seats,
+        quote.unit_price,
+        quote.currency,
+        quote.billing_cycle,
+        quote.period_start,
+        quote.period_end,
+        quote.due_now,
+    )
+    now_priced = (
+        body.seats,
+        current_seats,
+        change.unit_price,
+        currency,
+        change.billing_cycle.value,
+        change.period.start,
+        change.period.end,
+        change.due_now,
+    )
+    if now >= quote.expires_at or quoted != now_priced:
+        raise QuoteStale("The quote expired or no longer matches: ask for a new quote.")
