@@ -64,7 +64,7 @@ def period_containing(anchor: date, cycle: str, day: date) -> Period:
 
 
 def prorated(seats: int, price: int, months: int, days_remaining: int, days_in_period: int) -> int:
-    """SPEC §3's due_now: round_half_up(seats x price x months x days_remaining / days_in_period)."""
+    """SPEC §3's due_now: seats x price x months x days_remaining / days_in_period, halves up."""
     return round_half_up(seats * price * months * days_remaining, days_in_period)
 
 
@@ -129,7 +129,7 @@ class AccountModel:
         return self.status in ("trialing", "active", "past_due")
 
     def pricing(self, today: date) -> tuple[Period, int, int]:
-        """(period, months_in_cycle, seats already paid) a purchase or quote today is priced with."""
+        """(period, months_in_cycle, seats already paid) that a purchase today is priced with."""
         if self.paid:
             assert self.period is not None and self.plan_cycle is not None
             assert self.period.start <= today < self.period.end, "renewal overdue"
@@ -216,7 +216,8 @@ class AccountModel:
 
     def run_billing(self, now: datetime) -> None:
         """R10 and R9/R12: what a billing run at ``now`` does (missed periods one at a time)."""
-        if self.status == "trialing" and self.trial_ends_at is not None and now >= self.trial_ends_at:
+        ended = self.trial_ends_at is not None and now >= self.trial_ends_at
+        if self.status == "trialing" and ended:
             self.status, self.seats = "trial_expired", 0
         while self.paid and self.period is not None and self.period.end <= now.date():
             self.renew()
@@ -244,4 +245,3 @@ class AccountModel:
             "assigned": len(self.assigned),
             "current_period": self.period.as_json() if self.paid and self.period else None,
         }
-

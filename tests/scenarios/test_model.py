@@ -137,4 +137,5 @@ def test_trial_then_expiry_keeps_agents_and_a_purchase_must_cover_them() -> None
     assert model.assign("u3") == "no_active_plan"
     assert model.purchase(1, date(2026, 12, 5)) == "seats_assigned"
     assert model.purchase(2, date(2026, 12, 5)) is None
-    assert model.invoices[-1].total == round_half_up(2 * 1900 * 27, 31)  # 12-05..2027-01-01 of 31 days
+    # 27 of the 31 days of 2026-12-01..2027-01-01
+    assert model.invoices[-1].total == round_half_up(2 * 1900 * 27, 31)
