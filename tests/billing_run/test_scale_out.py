@@ -97,3 +97,31 @@ async def test_a_run_with_the_gateway_down_exits_non_zero_and_charges_nothing_tw
     assert payments.total_calls == 20
     await assert_captured_equals_paid(database_url, payments)
     assert_verify_passes(database_url)
+
+
+async def test_a_run_survives_an_item_that_raises(
+    database_url: str, payments: LoopbackPayments, billing_run: RunBilling
+) -> None:
+    """One renewal whose charge cannot be recorded (the payments service answers an id longer
+    than the column: the database raises) is isolated: counted and named in the report, the
+    run exits non-zero for an operator, and every other due account is renewed."""
+    payments.overlong_id_methods = {"pm_card_overlong"}
+    # Seeded first, so that a run that stops at the first failure renews nothing after it.
+    (bad,) = await seed_due_accounts(
+        database_url, 1, prefix="a0bad", payment_method="pm_card_overlong"
+    )
+    good = await seed_due_accounts(database_url, 40)
+    await set_test_clock(database_url, RENEWAL_RUN_AT)
+
+    result = billing_run()
+
+    assert result.returncode != 0, result.describe()
+    assert result.report is not None, result.describe()
+    # Named: by its account or by its invoice (the gateway key of its first attempt).
+    names = {bad.account_id} | {
+        c["idempotency_key"] for c in payments.charges if len(c["id"]) > 200
+    }
+    assert any(name in result.stdout for name in names), result.describe()
+    stats = await renewal_stats(database_url)
+    assert stats.invoiced == len(good) + 1
+    assert stats.paid == len(good), result.describe()
