@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 SRC := app tests migrations bench
 
-.PHONY: run test test-sqlite test-postgres lint fmt migrate bench clean
+.PHONY: run test test-sqlite test-postgres lint fmt migrate bench bench-billing clean
 
 # Virtualenv with the service and the dev tools (reinstalled when pyproject.toml changes).
 $(VENV)/.installed-dev: pyproject.toml
@@ -58,6 +58,13 @@ migrate: $(VENV)/.installed
 # Run the benchmarks.
 bench: $(VENV)/.installed-dev
 	bench/run
+
+# Benchmark of the billing run on a throwaway PostgreSQL (see BENCHMARKS.md), e.g.
+# make bench-billing BENCH_BILLING_ARGS="--accounts 5000 --latency-ms 200"
+BENCH_BILLING_ARGS ?=
+bench-billing: $(VENV)/.installed-dev
+	SEATS_REQUIRE_POSTGRES=1 env -u TEST_DATABASE_URL scripts/with-postgres \
+		$(BIN)/python bench/billing.py $(BENCH_BILLING_ARGS)
 
 # Remove the virtualenv, local state and tool caches.
 clean:
