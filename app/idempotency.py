@@ -219,25 +219,19 @@ class IdempotencyStore:
         clock: Clock,
         work: Callable[[AsyncSession, datetime], Awaitable[BaseModel]],
     ) -> JSONResponse:
-        """Run ``work`` in one transaction, at most once per key, and answer with its result."""
-        if req is None:
+        """Run ``work`` in one transaction, at most once per key, and answer with its result.
+
+        The response is stored in the same transaction as the change it reports."""
+
+        async def once() -> StoredResponse:
             async with self.db.transaction() as session:
                 body = jsonable_encoder(await work(session, await clock.now(session)))
-            return JSONResponse(body, status_code=status)
-        stored = await self.claim(req)
-        if stored is not None:
-            return stored.to_response()
-        try:
-            async with self.db.transaction() as session:
-                body = jsonable_encoder(await work(session, await clock.now(session)))
-                await self.store(session, req, status, body)
-        except AppError as exc:
-            await self.finish_with_error(req, exc)
-            raise
-        except BaseException:
-            await self.release_quietly(req)
-            raise
-        return JSONResponse(body, status_code=status)
+                if req is not None:
+                    await self.store(session, req, status, body)
+            return StoredResponse(status, body)
+
+        reply = await (self._guarded(req, once) if req is not None else once())
+        return reply.to_response()
 
     async def execute(
         self, req: IdempotentRequest, work: Callable[[], Awaitable[StoredResponse]]
@@ -249,20 +243,30 @@ class IdempotencyStore:
         cannot describe a change that did not happen, and a retry after a crash in between
         derives the same answer again. Final errors are stored; retryable ones released.
         """
+
+        async def then_store() -> StoredResponse:
+            reply = await work()
+            async with self.db.transaction() as session:
+                await self.store(session, req, reply.status, reply.body)
+            return reply
+
+        return await self._guarded(req, then_store)
+
+    async def _guarded(
+        self, req: IdempotentRequest, work: Callable[[], Awaitable[StoredResponse]]
+    ) -> StoredResponse:
+        """Claim the key (or replay it), run ``work``, and settle the claim by its outcome."""
         stored = await self.claim(req)
         if stored is not None:
             return stored
         try:
-            reply = await work()
+            return await work()
         except AppError as exc:
             await self.finish_with_error(req, exc)
             raise
         except BaseException:
             await self.release_quietly(req)
             raise
-        async with self.db.transaction() as session:
-            await self.store(session, req, reply.status, reply.body)
-        return reply
 
     async def release_quietly(self, req: IdempotentRequest) -> None:
         try:

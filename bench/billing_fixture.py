@@ -343,6 +343,7 @@ async def seed_due_accounts(
         "invoice": [],
         "invoice_line": [],
         "charge_attempt": [],
+        "charge_outcome": [],
         "event": [],
     }
     start, end = PERIOD
@@ -381,6 +382,7 @@ async def seed_due_accounts(
                 "trial_ends_at": None,
                 "period_start": start,
                 "period_end": end,
+                "billing_cycle": "monthly",
                 "pending_invoice_id": None,
                 "pending_seats": None,
                 "version": 1,
@@ -401,6 +403,8 @@ async def seed_due_accounts(
                 "period_end": end,
                 "payment_method": payment_method,
                 "request_key": None,
+                "request_fingerprint": None,
+                "billing_cycle": "monthly",
                 "created_by": SEED_ACTOR,
                 "created_at": at,
                 "paid_at": at,
@@ -424,10 +428,23 @@ async def seed_due_accounts(
             {
                 "invoice_id": invoice_id,
                 "number": 1,
+                "operation": "charge",
                 "gateway_key": invoice_id,
                 "payment_method": payment_method,
+                "amount": a.renewal_total,
+                "currency": "USD",
+                "created_by": SEED_ACTOR,
+                "at": at,
+                "sent_at": at,
+            }
+        )
+        rows["charge_outcome"].append(
+            {
+                "invoice_id": invoice_id,
+                "number": 1,
                 "outcome": "succeeded",
                 "reason": None,
+                "charge_id": f"ch_seed_{a.account_id}",
                 "at": at,
             }
         )

@@ -160,7 +160,8 @@ async def test_r9_one_renewal_invoice_per_period(api: Api, sql: Any) -> None:
     assert len(await invoices(api, kind="renewal")) == 1
     assert len(await events(api, type="plan.renewed")) == 1
     rows = await sql(
-        "SELECT COUNT(*) FROM charge_attempt a JOIN invoice i ON i.id = a.invoice_id WHERE i.kind = 'renewal'"
+        "SELECT COUNT(*) FROM charge_attempt a JOIN invoice i ON i.id = a.invoice_id "
+        "WHERE i.kind = 'renewal'"
     )
     assert rows[0][0] == 1
 

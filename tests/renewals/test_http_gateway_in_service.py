@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Api, problem
 from tests.payments_server import PaymentsServer
-from tests.renewals.conftest import PRICE, invoices, prorated, run_billing
+from tests.renewals.conftest import PRICE, invoices, pay, prorated, run_billing
 
 KEY = "purchase-5-seats"
 DUE = prorated(5, 1, 10, 30)  # 5 seats on 2026-11-21 in 2026-11-01..2026-12-01
@@ -75,6 +75,11 @@ async def test_pending_purchase_completed_by_billing_run(
     assert r.json()["invoice"]["status"] == "paid"
     assert r.json()["summary"]["seats"] == 5
     assert len(server.charges) == 1
+    # SPEC §5: the key is finished now; the next retry replays it (never 409 in use).
+    again = await api.buy(5, key=KEY)
+    assert again.status_code == 201, again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == r.json()
     assert (await run_billing(api))["purchases_completed"] == 0
     (purchased,) = [
         e
@@ -82,6 +87,25 @@ async def test_pending_purchase_completed_by_billing_run(
         if e["type"] == "seats.purchased"
     ]
     assert purchased["actor"] == "system:billing"
+
+
+async def test_s5_purchase_completed_by_pay_finishes_its_key(
+    http_api: Api, payments_server: PaymentsServer
+) -> None:
+    api, server = http_api, payments_server
+    server.stop()
+    invoice_id = await pending_purchase(api)
+    server.start()
+    paid = await pay(api, invoice_id)
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "paid"
+    await assert_completed_once(api, server, invoice_id)
+    first = await api.buy(5, key=KEY)
+    assert first.status_code == 201, first.text
+    assert first.json()["invoice"]["id"] == invoice_id
+    again = await api.buy(5, key=KEY)
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
+    assert len(server.charges) == 1
 
 
 async def test_charged_then_timed_out_retry_settles_with_same_key(

@@ -22,7 +22,6 @@ from app.errors import (
     SeatsAssigned,
     TrialAlreadyUsed,
 )
-from app.seats.status import PlanStatus
 from app.seats.rules import (
     PlanState,
     check_assign,
@@ -32,6 +31,7 @@ from app.seats.rules import (
     pricing_schedule,
     start_trial,
 )
+from app.seats.status import PlanStatus
 
 NONE = PlanStatus.NONE
 TRIALING = PlanStatus.TRIALING
