@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from app.ledger.models import AttemptOperation, AttemptOutcome
+from app.ledger.attempts import AttemptOperation, AttemptOutcome
 
 
 class Mode(StrEnum):

@@ -142,9 +142,8 @@ class Collector:
                     actor=actor,
                 )
                 return Collected(invoice, outcome=AttemptOutcome.SUCCEEDED)
-            history = [_sent(a, o) for a, o in await ledger.attempts(session, invoice.id)]
             decision = next_send(
-                history,
+                await history(session, invoice.id),
                 invoice_id=invoice.id,
                 payment_method=await self._method_for_new_key(session, invoice),
                 mode=mode,
@@ -258,7 +257,6 @@ async def _lock(session: AsyncSession, invoice_id: str) -> tuple[Plan, Invoice]:
     invoice = await ledger.get_invoice(session, invoice_id)
     if plan is None or invoice is None:
         raise NotFound(f"No invoice {invoice_id!r}.")
-    await session.refresh(invoice)
     return plan, invoice
 
 

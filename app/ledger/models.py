@@ -22,7 +22,20 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.billing.periods import BillingCycle
 from app.db import Base
+from app.ledger.attempts import AttemptOperation, AttemptOutcome
 from app.sqltypes import EnumText, UTCDateTime
+
+__all__ = [
+    "AttemptOperation",
+    "AttemptOutcome",
+    "ChargeAttempt",
+    "ChargeOutcome",
+    "Event",
+    "Invoice",
+    "InvoiceKind",
+    "InvoiceLine",
+    "InvoiceStatus",
+]
 
 
 class InvoiceKind(StrEnum):
@@ -127,24 +140,6 @@ class Event(Base):
     actor: Mapped[str] = mapped_column(String(80))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class AttemptOperation(StrEnum):
-    CHARGE = "charge"
-    VOID = "void"
-
-
-class AttemptOutcome(StrEnum):
-    SUCCEEDED = "succeeded"  # charged: final
-    DECLINED = "declined"  # refused for good: final for this key
-    VOIDED = "voided"  # the key was voided: final
-    UNAVAILABLE = "unavailable"  # no definitive answer: ask again under the same key
-    REJECTED = "rejected"  # the payments service refused our request (our fault): nothing charged
-
-    @property
-    def is_definitive(self) -> bool:
-        """Whether the gateway's answer settles what happened under the key."""
-        return self in (AttemptOutcome.SUCCEEDED, AttemptOutcome.DECLINED, AttemptOutcome.VOIDED)
 
 
 class ChargeAttempt(Base):

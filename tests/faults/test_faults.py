@@ -53,6 +53,8 @@ async def test_r6_crash_between_charge_and_commit_charges_once(
         "SEATS_PAYMENTS_GATEWAY": "http",
         "SEATS_PAYMENTS_URL": payments.url,
         "SEATS_IDEMPOTENCY_LOCK_SECONDS": "0.5",
+        # The dead process's attempt is presumed dead after this long (wall clock).
+        "SEATS_COLLECTION_LEASE_SECONDS": "0.5",
     }
     key = uuid.uuid4().hex
     crashing = LiveServer(database_url, workers=1, SEATS_FAULT_POINT="after_charge", **env)
@@ -73,10 +75,11 @@ async def test_r6_crash_between_charge_and_commit_charges_once(
     with LiveServer(database_url, workers=1, **env) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
             api = Api(client)
+            # The dead request's key lock and its attempt's lease expire.
+            await asyncio.sleep(0.6)
             if recovery == "billing_run":
                 r = await client.post("/internal/v1/billing/run", headers=api.as_service())
                 assert r.json()["purchases_completed"] == 1
-            await asyncio.sleep(0.6)  # the dead request's key lock expires
             r = await api.buy(5, key=key)
             assert r.status_code == 201, r.text
             assert r.json()["invoice"]["id"] == invoice_id
@@ -87,6 +90,12 @@ async def test_r6_crash_between_charge_and_commit_charges_once(
     assert (status, charge_id) == ("paid", payments.charges[0]["id"])
     [(events,)] = await sql("SELECT COUNT(*) FROM event WHERE type = 'seats.purchased'")
     assert events == 1  # the seats were applied once
+    # The dead call's intent stays on record without an outcome; the resend used its key.
+    tries = await sql(
+        "SELECT a.number, a.gateway_key, o.outcome FROM charge_attempt a LEFT JOIN charge_outcome o "
+        "ON o.invoice_id = a.invoice_id AND o.number = a.number ORDER BY a.number"
+    )
+    assert [tuple(t) for t in tries] == [(1, invoice_id, None), (2, invoice_id, "succeeded")]
     await assert_invariants(settings)
 
 

@@ -1,0 +1,71 @@
+"""The layout's promises (STYLE.md), checked on the code itself: the pure core does no I/O, the
+ledger is a leaf, and only the collection engine talks to the gateway."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parent.parent / "app"
+PURE = (
+    "app.billing.periods",
+    "app.billing.proration",
+    "app.billing.pricing",
+    "app.seats.rules",
+    "app.collection.policy",
+)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports (absolute names)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_pure_core_loads_neither_the_orm_nor_fastapi() -> None:
+    code = (
+        f"import sys; import {', '.join(PURE)}; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('fastapi', 'starlette', 'sqlalchemy', 'httpx', 'asyncpg', 'aiosqlite')); "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=APP.parent
+    )
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("module", ["models.py", "repository.py", "service.py", "attempts.py"])
+def test_the_ledger_is_a_leaf(module: str) -> None:
+    above = ("app.seats", "app.collection", "app.purchases", "app.billing_run", "app.directory")
+    assert not [m for m in imports_of(APP / "ledger" / module) if m.startswith(above)]
+
+
+def test_only_collection_calls_the_gateway() -> None:
+    callers = {
+        path.relative_to(APP).as_posix()
+        for path in APP.rglob("*.py")
+        if "gateway.charge(" in path.read_text() or "gateway.void(" in path.read_text()
+    }
+    assert callers <= {
+        "collection/service.py",
+        "payments/gateway.py",
+        "payments/http.py",
+        "payments/sandbox.py",
+    }, callers
+
+
+def test_the_directory_does_not_reach_up_into_seats() -> None:
+    for path in (APP / "directory").glob("*.py"):
+        if path.name == "routes.py":
+            continue  # an entrypoint may call any service
+        assert not [m for m in imports_of(path) if m.startswith("app.seats")], path.name
