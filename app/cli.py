@@ -12,16 +12,18 @@ from dataclasses import asdict
 from datetime import timedelta
 
 from alembic import command
-from alembic.config import Config
 
 from app.config import Settings, get_settings
+from app.roles import RoleError
+from app.schema import SchemaNotAtHead, alembic_config, check_schema_at_head
 
 
 def migrate(settings: Settings) -> None:
-    """Upgrade the database to the migrations' head."""
-    cfg = Config(str(settings.alembic_ini))
+    """Upgrade the database to the migrations' head, then grant the runtime role its rights."""
+    cfg = alembic_config(settings.alembic_ini)
     cfg.attributes["url"] = settings.database_url
     cfg.attributes["configure_logging"] = False
+    cfg.attributes["app_role"] = settings.database_app_role
     command.upgrade(cfg, "head")
 
 
@@ -31,7 +33,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     from app.observability import configure_logging
 
     configure_logging(settings.log_level)
-    migrate(settings)
+    if args.no_migrate:
+        # The runtime role cannot migrate (no DDL): it only checks that the owner did.
+        try:
+            asyncio.run(check_schema_at_head(settings.database_url, settings.alembic_ini))
+        except SchemaNotAtHead as exc:
+            sys.exit(f"seats serve: refusing to serve: {exc}")
+    else:
+        _migrate_or_exit(settings)
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker process counts its own requests; /metrics adds them up from here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="seats-metrics-")
@@ -49,6 +58,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
     )
+
+
+def _migrate_or_exit(settings: Settings) -> None:
+    try:
+        migrate(settings)
+    except RoleError as exc:
+        sys.exit(f"seats migrate: {exc}")
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> None:
@@ -112,6 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not migrate (the runtime role cannot); refuse to start unless at head",
+    )
 
     sub.add_parser("migrate", help="upgrade the database to the latest schema")
 
@@ -136,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         _serve(args, settings)
     elif args.command == "migrate":
-        migrate(settings)
+        _migrate_or_exit(settings)
     elif args.command == "token":
         _token(args, settings)
     elif args.command == "verify":

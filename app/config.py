@@ -49,7 +49,14 @@ class Settings(BaseSettings):
     renewal_retry_hours: int = Field(default=24, ge=0)
     renewal_max_attempts: int = Field(default=4, ge=1)
     quote_ttl_seconds: int = Field(default=15 * 60, ge=1)
-    alembic_ini: Path = Field(default=Path(__file__).resolve().parent.parent / "alembic.ini")
+    alembic_ini: Path | None = Field(
+        default=None,
+        description="An alembic.ini to migrate with; by default the migrations in the package.",
+    )
+    database_app_role: str | None = Field(
+        default=None,
+        description="PostgreSQL: the runtime role `seats migrate` grants what the service needs.",
+    )
     log_level: str = "INFO"
     access_log_sample: float = Field(
         default=1.0,

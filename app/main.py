@@ -33,9 +33,9 @@ from app.observability import (
     RequestContextMiddleware,
     configure_logging,
 )
-from app.ops import head_revision
 from app.ops import router as ops_router
 from app.payments import make_gateway
+from app.schema import head_revision
 from app.seats.routes import router as seats_router
 
 DESCRIPTION = """
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lock_seconds=settings.idempotency_lock_seconds,
         retention_hours=settings.idempotency_retention_hours,
     )
-    app.state.head_revision = head_revision(str(settings.alembic_ini))
+    app.state.head_revision = head_revision(settings.alembic_ini)
 
     install_error_handlers(app)
     for router in (seats_router, ledger_router, directory_router, ops_router):

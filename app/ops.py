@@ -6,8 +6,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -23,10 +21,6 @@ from app.renewals.service import run_billing
 from app.seats.purchase import Payments
 
 router = APIRouter(tags=["operations"])
-
-
-def head_revision(alembic_ini: str) -> str | None:
-    return ScriptDirectory.from_config(Config(alembic_ini)).get_current_head()
 
 
 @router.get("/healthz", include_in_schema=True)
