@@ -59,27 +59,58 @@ def test_compose_db_is_postgres_15_with_healthcheck() -> None:
     assert "pg_isready" in (test if isinstance(test, str) else " ".join(test))
 
 
-def test_compose_seats_waits_for_healthy_db() -> None:
-    depends_on = _compose()["services"]["seats"]["depends_on"]
-    assert isinstance(depends_on, dict), "depends_on needs the long form to carry a condition"
-    assert depends_on["db"]["condition"] == "service_healthy"
-
-
-def test_compose_seats_database_url_matches_db() -> None:
+def test_compose_seats_waits_for_healthy_db_and_the_migration() -> None:
     services = _compose()["services"]
+    for name in ("migrate", "seats"):
+        depends_on = services[name]["depends_on"]
+        assert isinstance(depends_on, dict), "depends_on needs the long form to carry a condition"
+        assert depends_on["db"]["condition"] == "service_healthy"
+    assert services["seats"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
+def _init_script() -> str:
+    db = _compose()["services"]["db"]
+    mounts = [str(v) for v in db["volumes"]]
+    init = [m for m in mounts if ":/docker-entrypoint-initdb.d" in m]
+    assert len(init) == 1, mounts
+    folder = ROOT / init[0].split(":")[0]
+    scripts = sorted(folder.glob("*.sh"))
+    assert scripts, folder
+    return "\n".join(p.read_text(encoding="utf-8") for p in scripts)
+
+
+def test_compose_migrates_as_the_owner_and_serves_as_the_runtime_role() -> None:
+    services = _compose()["services"]
+    owner = make_url(_env(services["migrate"])["SEATS_DATABASE_URL"])
+    runtime = make_url(_env(services["seats"])["SEATS_DATABASE_URL"])
+    for url in (owner, runtime):
+        assert url.drivername == "postgresql+asyncpg"
+        assert (url.host, url.port, url.database) == ("db", 5432, "seats")
+    assert owner.username != runtime.username
+    assert _env(services["migrate"])["SEATS_DATABASE_APP_ROLE"] == runtime.username
+    assert services["migrate"]["command"] == ["seats", "migrate"]
+    serve = services["seats"]["command"]
+    assert serve[:2] == ["seats", "serve"] and "--no-migrate" in serve
+    assert "SEATS_DATABASE_APP_ROLE" not in _env(services["seats"])
+    # The init script creates both roles, and the database owned by the owner.
+    script = _init_script()
+    assert f"CREATE ROLE {owner.username} LOGIN" in script
+    assert f"CREATE ROLE {runtime.username} LOGIN" in script
+    assert f"CREATE DATABASE {owner.database} OWNER {owner.username}" in script
+    # The passwords come from the environment, never from the file.
     db_env = _env(services["db"])
-    url = make_url(_env(services["seats"])["SEATS_DATABASE_URL"])
-    assert url.drivername == "postgresql+asyncpg"
-    assert url.host == "db"
-    assert url.port in (None, 5432)
-    assert url.username == db_env["POSTGRES_USER"]
-    assert url.password == db_env["POSTGRES_PASSWORD"]
-    assert url.database == db_env["POSTGRES_DB"]
+    for url, variable in ((owner, "SEATS_OWNER_PASSWORD"), (runtime, "SEATS_APP_PASSWORD")):
+        assert url.password == f"${{{variable}:?set {variable}}}"
+        assert db_env[variable] == url.password
+    assert db_env["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
 
 
 def test_compose_seats_requires_jwt_secret() -> None:
-    secret = _env(_compose()["services"]["seats"])["SEATS_JWT_SECRET"]
-    assert secret.startswith("${SEATS_JWT_SECRET:?"), "no default secret may be baked in"
+    for name in ("migrate", "seats"):
+        secret = _env(_compose()["services"][name])["SEATS_JWT_SECRET"]
+        assert secret.startswith("${SEATS_JWT_SECRET:?"), "no default secret may be baked in"
 
 
 def test_dockerfile_uses_slim_base() -> None:
