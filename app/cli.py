@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -27,12 +29,47 @@ def migrate(settings: Settings) -> None:
     command.upgrade(cfg, "head")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What an operator must not miss in the logs: test-only switches that are on."""
+    warnings = []
+    if settings.test_clock:
+        warnings.append(
+            "SEATS_TEST_CLOCK=1: any service token can move the service's clock "
+            "(PUT /internal/v1/test-clock). Never in production."
+        )
+    if settings.fault_point:
+        warnings.append(
+            f"SEATS_FAULT_POINT={settings.fault_point}: the process kills itself at that "
+            "point. Never in production."
+        )
+    if settings.dev:
+        warnings.append("SEATS_DEV=1: development mode (a short JWT secret is accepted).")
+    return warnings
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
     from app.observability import configure_logging
 
     configure_logging(settings.log_level)
+    if settings.dev and not is_loopback(args.host):
+        sys.exit(
+            f"seats serve: refusing SEATS_DEV=1 on {args.host}: development mode (short "
+            "secrets) only binds a loopback address such as 127.0.0.1"
+        )
+    for warning in startup_warnings(settings):
+        logging.getLogger("app.cli").warning("!!! %s", warning)
     if args.no_migrate:
         # The runtime role cannot migrate (no DDL): it only checks that the owner did.
         try:
@@ -51,7 +88,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=settings.http_parser,
+        # Bounded requests and connections: a huge or endless header, or thousands of idle
+        # connections, cannot exhaust a worker (see the README for the proxy in front).
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive,
         log_config=None,
         access_log=False,
         proxy_headers=True,

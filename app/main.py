@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # The redirect's Location would be built from the request's Host header (an open
+        # redirect to any host): a path with a trailing slash is simply an unknown route.
+        redirect_slashes=False,
     )
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
     clock: Clock = DatabaseTestClock() if settings.test_clock else SystemClock()

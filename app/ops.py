@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -15,12 +16,14 @@ from sqlalchemy import text
 from app.clock import DatabaseTestClock
 from app.deps import ClockDep, DbDep, GatewayDep, IdempotencyDep, ServiceDep, SettingsDep
 from app.directory.schemas import IsoText
-from app.errors import NotFound, NotReady, error_response
+from app.errors import NotFound, NotReady, Unauthenticated, error_response
 from app.openapi_errors import problems
 from app.renewals.service import run_billing
 from app.seats.purchase import Payments
 
 router = APIRouter(tags=["operations"])
+
+MetricsAuthorization = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
 
 
 @router.get("/healthz", include_in_schema=True)
@@ -45,9 +48,19 @@ async def readyz(request: Request, db: DbDep) -> Any:
     return {"status": "ready", "revision": current}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-async def metrics() -> PlainTextResponse:
-    """Prometheus text: requests by method, route and status; latency; charges."""
+@router.get("/metrics", response_class=PlainTextResponse, responses=problems(401))
+async def metrics(settings: SettingsDep, authorization: MetricsAuthorization = None) -> Any:
+    """Prometheus text: requests by method, route and status; latency; charges.
+
+    With SEATS_METRICS_TOKEN set, only a scraper sending that bearer token reads them.
+    """
+    if settings.metrics_token is not None:
+        scheme, _, token = (authorization or "").partition(" ")
+        given = token.strip().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given, settings.metrics_token.encode()
+        ):
+            raise Unauthenticated("GET /metrics needs the metrics bearer token.")
     registry: CollectorRegistry = REGISTRY
     import os
 
