@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import pytest
 import yaml
 from sqlalchemy.engine import make_url
+
+from app.cli import migrate
+from app.schema import check_schema_at_head, head_revision
+from tests.conftest import make_settings, postgres_only
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,3 +151,70 @@ def test_dockerfile_healthcheck_and_alembic_ini() -> None:
     copied = " ".join(args for k, args in instructions if k == "COPY")
     assert "alembic.ini" in copied
     assert "migrations/" in copied
+
+
+@postgres_only
+def test_the_init_script_makes_roles_that_migrate_and_serve() -> None:
+    """Run docker/postgres-init on the test cluster as the image would, then migrate as the
+    owner and check the schema as the runtime role, with the compose file's settings."""
+    services = _compose()["services"]
+    owner = make_url(_env(services["migrate"])["SEATS_DATABASE_URL"])
+    runtime = make_url(_env(services["seats"])["SEATS_DATABASE_URL"])
+    test_url = make_url(os.environ["TEST_DATABASE_URL"])
+
+    def on_cluster(url: Any, **parts: Any) -> str:
+        return str(
+            url.set(
+                host=test_url.host, port=test_url.port, password=None, **parts
+            ).render_as_string(hide_password=False)
+        )
+
+    cleanup = (
+        "DROP DATABASE IF EXISTS seats WITH (FORCE)",
+        "DROP DATABASE IF EXISTS seats_roles WITH (FORCE)",
+        f"DROP ROLE IF EXISTS {runtime.username}",
+        f"DROP ROLE IF EXISTS {owner.username}",
+    )
+
+    async def superuser(*statements: str) -> None:
+        conn = await asyncpg.connect(on_cluster(test_url).replace("+asyncpg", ""))
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(superuser(*cleanup))
+    try:
+        env = {
+            **os.environ,
+            "PATH": f"{os.environ['TEST_PG_BINDIR']}:{os.environ['PATH']}",
+            "PGHOST": str(test_url.host),
+            "PGPORT": str(test_url.port),
+            "POSTGRES_USER": str(test_url.username),
+            "SEATS_OWNER_PASSWORD": "owner-password",
+            "SEATS_APP_PASSWORD": "app-password",
+        }
+        for script in sorted((ROOT / "docker" / "postgres-init").glob("*.sh")):
+            subprocess.run(["bash", str(script)], env=env, check=True, capture_output=True)
+        migrate(
+            make_settings(
+                on_cluster(owner),
+                database_app_role=_env(services["migrate"])["SEATS_DATABASE_APP_ROLE"],
+            )
+        )
+        revision = asyncio.run(check_schema_at_head(on_cluster(runtime), None))
+        assert revision == head_revision(None)
+
+        async def as_runtime() -> str:
+            conn = await asyncpg.connect(on_cluster(runtime).replace("+asyncpg", ""))
+            try:
+                with pytest.raises(asyncpg.InsufficientPrivilegeError) as info:
+                    await conn.execute("TRUNCATE event")
+                return str(info.value)
+            finally:
+                await conn.close()
+
+        assert asyncio.run(as_runtime()) == "permission denied for table event"
+    finally:
+        asyncio.run(superuser(*cleanup))
