@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from alembic import command
+
 from app.db import Base
 from app.models import import_all
 from app.roles import PRIVILEGES
-from app.schema import MIGRATIONS, head_revision
+from app.schema import (
+    MIGRATIONS,
+    SchemaNotAtHead,
+    alembic_config,
+    check_schema_at_head,
+    head_revision,
+)
 from tests.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,3 +84,27 @@ def test_an_installed_seats_migrates_from_any_folder(tmp_path: Path) -> None:
     with sqlite3.connect(elsewhere / "seats.db") as conn:
         (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     assert revision == head_revision(None)
+
+
+async def test_the_start_up_check_refuses_a_database_behind_head_or_empty(tmp_path: Path) -> None:
+    """What ``seats serve --no-migrate`` checks before it serves (SQLite here; PostgreSQL in
+    tests/security/test_roles.py)."""
+    empty = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    with pytest.raises(SchemaNotAtHead, match="cannot read the schema's revision"):
+        await check_schema_at_head(empty, None)
+    behind = f"sqlite+aiosqlite:///{tmp_path / 'behind.db'}"
+    await asyncio.to_thread(_upgrade, behind, "0002_seats_ledger")
+    with pytest.raises(SchemaNotAtHead) as info:
+        await check_schema_at_head(behind, None)
+    assert str(info.value) == (
+        f"the database schema is at revision 0002_seats_ledger, this service needs "
+        f"{head_revision(None)}: run `seats migrate` as the database owner first"
+    )
+    await asyncio.to_thread(_upgrade, behind, "head")
+    assert await check_schema_at_head(behind, None) == head_revision(None)
+
+
+def _upgrade(url: str, revision: str) -> None:
+    cfg = alembic_config(None)
+    cfg.attributes.update(url=url, configure_logging=False, app_role=None)
+    command.upgrade(cfg, revision)
