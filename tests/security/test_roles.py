@@ -3,7 +3,8 @@ nothing more; even the owner cannot rewrite or truncate the ledger.
 
 A database of its own, owned by a non-superuser ``seats_owner`` that migrates it, with the
 runtime role ``seats_app`` granted by ``seats migrate``. Every refused statement is checked
-by its SQLSTATE and message.
+by its SQLSTATE and message. The roles have no password: the throwaway cluster of
+scripts/with-postgres trusts loopback connections.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests.live import LiveServer
 pytestmark = postgres_only
 
 OWNER, APP, DB = "seats_owner", "seats_app", "seats_roles"
+SUPERUSER = str(make_url(PG_URL).username) if PG_URL else "postgres"
 
 
 def _url(user: str, database: str = DB) -> str:
@@ -74,7 +76,7 @@ def roles_db() -> Iterator[None]:
 @pytest.fixture
 async def api_as_app(roles_db: None) -> AsyncIterator[Api]:
     """The app connected as the runtime role, on a clean database, with the seeded directory."""
-    await clean_postgres(_url("postgres"))
+    await clean_postgres(_url(SUPERUSER))
     application = create_app(make_settings(_url(APP)))
     transport = httpx.ASGITransport(app=application)
     try:
@@ -312,7 +314,7 @@ async def test_grants_are_exact_and_re_applied_by_every_migrate(api_as_app: Api)
 
 
 async def _superuser_on_roles_db(*statements: str) -> None:
-    conn = await asyncpg.connect(_dsn("postgres"))
+    conn = await asyncpg.connect(_dsn(SUPERUSER))
     try:
         for statement in statements:
             await conn.execute(statement)
@@ -338,7 +340,7 @@ async def test_migrate_refuses_a_table_the_privilege_map_does_not_name(
     [
         ("nobody_here", "does not exist"),
         (OWNER, "is the migrating owner itself"),
-        ("postgres", "is a superuser"),
+        (SUPERUSER, "is a superuser"),
         ("Robert'); DROP TABLE event;--", "is not a plain lower-case role name"),
     ],
 )
