@@ -98,6 +98,13 @@ class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self.algorithm = settings.jwt_algorithm
         self.key: Any = settings.jwt_public_key or settings.jwt_secret
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.max_lifetime = settings.jwt_max_lifetime_seconds
+        required = ["exp", "sub"]
+        required += ["iss"] if self.issuer else []
+        required += ["aud"] if self.audience else []
+        self.required = required
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def verify(self, authorization: str | None) -> Principal:
@@ -128,10 +135,18 @@ class TokenVerifier:
                 token,
                 self.key,
                 algorithms=[self.algorithm],
-                options={"require": ["exp", "sub"]},
+                issuer=self.issuer,
+                audience=self.audience,
+                options={"require": self.required},
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("The token has expired.") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthenticated(f"The token has no {exc.claim} claim.") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise Unauthenticated("The token's issuer is not the configured one.") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise Unauthenticated("The token is not meant for this service.") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated("The token is invalid.") from exc
         subject = claims.get("sub")
@@ -142,6 +157,11 @@ class TokenVerifier:
         if isinstance(exp, bool) or not isinstance(exp, int | float):
             raise Unauthenticated("The token's exp is not a number.")
         expires = float(min(exp, 2**53))  # an int may be too large for a float
+        if self.max_lifetime is not None and expires - time.time() > self.max_lifetime:
+            # A stolen long-lived token would stay good for as long as it says.
+            raise Unauthenticated(
+                f"The token lives longer than the {self.max_lifetime} s this service accepts."
+            )
         account_id = claims.get("account_id")
         if account_id is None:
             if SERVICE_SCOPE not in _scopes(claims.get("scope")):
@@ -175,6 +195,10 @@ def mint_token(
         claims["scope"] = SERVICE_SCOPE
     else:
         claims["account_id"] = account_id
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
     if settings.jwt_algorithm == "RS256":
         if not settings.jwt_private_key:
             raise ValueError("SEATS_JWT_PRIVATE_KEY is needed to mint RS256 tokens")

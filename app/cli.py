@@ -4,24 +4,56 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
+import logging
 import os
 import sys
 import tempfile
 from datetime import timedelta
 
 from alembic import command
-from alembic.config import Config
 
 from app.config import Settings, get_settings
+from app.roles import RoleError
+from app.schema import SchemaNotAtHead, alembic_config, check_schema_at_head
 
 
 def migrate(settings: Settings) -> None:
-    """Upgrade the database to the migrations' head."""
-    cfg = Config(str(settings.alembic_ini))
+    """Upgrade the database to the migrations' head, then grant the runtime role its rights."""
+    cfg = alembic_config(settings.alembic_ini)
     cfg.attributes["url"] = settings.database_url
     cfg.attributes["configure_logging"] = False
+    cfg.attributes["app_role"] = settings.database_app_role
     command.upgrade(cfg, "head")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What an operator must not miss in the logs: test-only switches that are on."""
+    warnings = []
+    if settings.test_clock:
+        warnings.append(
+            "SEATS_TEST_CLOCK=1: any service token can move the service's clock "
+            "(PUT /internal/v1/test-clock). Never in production."
+        )
+    if settings.fault_point:
+        warnings.append(
+            f"SEATS_FAULT_POINT={settings.fault_point}: the process kills itself at that "
+            "point. Never in production."
+        )
+    if settings.dev:
+        warnings.append("SEATS_DEV=1: development mode (a short JWT secret is accepted).")
+    return warnings
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
@@ -30,7 +62,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     from app.observability import configure_logging
 
     configure_logging(settings.log_level)
-    migrate(settings)
+    if settings.dev and not is_loopback(args.host):
+        sys.exit(
+            f"seats serve: refusing SEATS_DEV=1 on {args.host}: development mode (short "
+            "secrets) only binds a loopback address such as 127.0.0.1"
+        )
+    for warning in startup_warnings(settings):
+        logging.getLogger("app.cli").warning("!!! %s", warning)
+    if args.no_migrate:
+        # The runtime role cannot migrate (no DDL): it only checks that the owner did.
+        try:
+            asyncio.run(check_schema_at_head(settings.database_url, settings.alembic_ini))
+        except SchemaNotAtHead as exc:
+            sys.exit(f"seats serve: refusing to serve: {exc}")
+    else:
+        _migrate_or_exit(settings)
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker process counts its own requests; /metrics adds them up from here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="seats-metrics-")
@@ -41,13 +87,25 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=settings.http_parser,
+        # Bounded requests and connections: a huge or endless header, or thousands of idle
+        # connections, cannot exhaust a worker (see the README for the proxy in front).
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive,
         log_config=None,
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
     )
+
+
+def _migrate_or_exit(settings: Settings) -> None:
+    try:
+        migrate(settings)
+    except RoleError as exc:
+        sys.exit(f"seats migrate: {exc}")
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> None:
@@ -114,6 +172,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not migrate (the runtime role cannot); refuse to start unless at head",
+    )
 
     sub.add_parser("migrate", help="upgrade the database to the latest schema")
 
@@ -138,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         _serve(args, settings)
     elif args.command == "migrate":
-        migrate(settings)
+        _migrate_or_exit(settings)
     elif args.command == "token":
         _token(args, settings)
     elif args.command == "verify":

@@ -75,7 +75,14 @@ class Settings(BaseSettings):
         description="JSON map of currency to monthly seat price in minor units (R13).",
     )
     quote_ttl_seconds: int = Field(default=15 * 60, ge=1)
-    alembic_ini: Path = Field(default=Path(__file__).resolve().parent.parent / "alembic.ini")
+    alembic_ini: Path | None = Field(
+        default=None,
+        description="An alembic.ini to migrate with; by default the migrations in the package.",
+    )
+    database_app_role: str | None = Field(
+        default=None,
+        description="PostgreSQL: the runtime role `seats migrate` grants what the service needs.",
+    )
     log_level: str = "INFO"
     access_log_sample: float = Field(
         default=1.0,
@@ -83,6 +90,45 @@ class Settings(BaseSettings):
         le=1,
         description="Share of fast successful requests written to the access log; errors "
         "(status >= 400) and slow requests (>= 1 s) are always written.",
+    )
+    jwt_issuer: str | None = Field(
+        default=None, description="When set, tokens must carry this `iss`."
+    )
+    jwt_audience: str | None = Field(
+        default=None, description="When set, tokens must carry this `aud`."
+    )
+    jwt_max_lifetime_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="When set, a token whose `exp` is further away than this is refused.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        min_length=16,
+        description="When set, GET /metrics needs `Authorization: Bearer <this token>`.",
+    )
+    max_live_quotes: int = Field(
+        default=100,
+        ge=1,
+        description="Stored quotes kept per account; creating one more drops the oldest.",
+    )
+    http_parser: Literal["h11", "httptools"] = Field(
+        default="h11",
+        description="h11 enforces SEATS_MAX_HEADER_BYTES; httptools is faster but has no "
+        "header size limit (use it only behind a proxy that limits headers).",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line plus headers (h11); larger requests get 400.",
+    )
+    limit_concurrency: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections and requests at once per worker; beyond, 503.",
+    )
+    timeout_keep_alive: int = Field(
+        default=5, ge=1, description="Seconds an idle keep-alive connection stays open."
     )
     fault_point: str | None = Field(
         default=None, description="Test only: crash the process at this named point."

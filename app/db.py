@@ -47,11 +47,16 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         # No pool: a pooled connection keeps the file it first opened, so a database file
         # replaced or restored while the service runs would go unnoticed. Opening a SQLite
         # file costs a fraction of a millisecond.
-        engine = create_async_engine(url, connect_args={"timeout": 30}, poolclass=NullPool)
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, poolclass=NullPool, hide_parameters=True
+        )
         _serialize_sqlite_writes(engine)
         return engine
     return create_async_engine(
         url,
+        # Bound parameters (emails, names, payment methods) stay out of error messages and
+        # so out of the logs of unexpected errors.
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         # No pool_pre_ping: on asyncpg it is BEGIN, a ping and ROLLBACK, three round trips

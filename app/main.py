@@ -36,10 +36,10 @@ from app.observability import (
     RequestContextMiddleware,
     configure_logging,
 )
-from app.ops import head_revision
 from app.ops import router as ops_router
 from app.payments import make_gateway
 from app.purchases.routes import router as purchases_router
+from app.schema import head_revision
 from app.seats.routes import router as seats_router
 
 DESCRIPTION = """
@@ -73,6 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # The redirect's Location would be built from the request's Host header (an open
+        # redirect to any host): a path with a trailing slash is simply an unknown route.
+        redirect_slashes=False,
     )
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
     clock: Clock = DatabaseTestClock() if settings.test_clock else SystemClock()
@@ -92,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retention_hours=settings.idempotency_retention_hours,
     )
     app.state.collector = Collector(db, app.state.gateway, clock, settings)
-    app.state.head_revision = head_revision(str(settings.alembic_ini))
+    app.state.head_revision = head_revision(settings.alembic_ini)
 
     install_error_handlers(app)
     for router in (

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -16,14 +15,12 @@ from sqlalchemy import text
 from app.clock import DatabaseTestClock
 from app.deps import ClockDep, DbDep, ServiceDep, SettingsDep
 from app.directory.schemas import IsoText
-from app.errors import NotFound, NotReady, error_response
+from app.errors import NotFound, NotReady, Unauthenticated, error_response
 from app.openapi_errors import problems
 
 router = APIRouter(tags=["operations"])
 
-
-def head_revision(alembic_ini: str) -> str | None:
-    return ScriptDirectory.from_config(Config(alembic_ini)).get_current_head()
+MetricsAuthorization = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
 
 
 @router.get("/healthz", include_in_schema=True)
@@ -48,9 +45,19 @@ async def readyz(request: Request, db: DbDep) -> Any:
     return {"status": "ready", "revision": current}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-async def metrics() -> PlainTextResponse:
-    """Prometheus text: requests by method, route and status; latency; charges."""
+@router.get("/metrics", response_class=PlainTextResponse, responses=problems(401))
+async def metrics(settings: SettingsDep, authorization: MetricsAuthorization = None) -> Any:
+    """Prometheus text: requests by method, route and status; latency; charges.
+
+    With SEATS_METRICS_TOKEN set, only a scraper sending that bearer token reads them.
+    """
+    if settings.metrics_token is not None:
+        scheme, _, token = (authorization or "").partition(" ")
+        given = token.strip().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given, settings.metrics_token.encode()
+        ):
+            raise Unauthenticated("GET /metrics needs the metrics bearer token.")
     registry: CollectorRegistry = REGISTRY
     import os
 

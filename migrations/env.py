@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from app.config import get_settings
 from app.db import Base, create_engine
 from app.models import import_all
+from app.roles import grant_runtime_role
 
 import_all()
 config = context.config
@@ -25,6 +26,14 @@ def _url() -> str:
     return str(url) if url else get_settings().database_url
 
 
+def _app_role() -> str | None:
+    # Called by `seats migrate` (which passes the URL and the role), or by the alembic CLI.
+    if "url" in config.attributes:
+        role = config.attributes.get("app_role")
+        return str(role) if role else None
+    return get_settings().database_app_role
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -34,6 +43,10 @@ def _configure(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        role = _app_role()
+        if role and connection.dialect.name == "postgresql":
+            # In the migration's transaction: the new tables and their grants appear together.
+            grant_runtime_role(connection, role)
 
 
 async def _run() -> None:

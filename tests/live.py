@@ -23,8 +23,11 @@ def free_port() -> int:
 class LiveServer:
     """``seats serve --workers N`` on a free loopback port, ready when ``start()`` returns."""
 
-    def __init__(self, database_url: str, *, workers: int = 2, **env: str) -> None:
+    def __init__(
+        self, database_url: str, *, workers: int = 2, args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.port = free_port()
+        self.args = args
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.env = {
@@ -49,6 +52,7 @@ class LiveServer:
                 str(self.port),
                 "--workers",
                 str(self.workers),
+                *self.args,
             ],
             env=self.env,
             stdout=subprocess.DEVNULL,

@@ -14,18 +14,17 @@ from typing import Any
 import httpx
 import pytest
 from alembic import command
-from alembic.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from app.cli import migrate
 from app.config import Settings
 from app.main import create_app
-from app.ops import head_revision
+from app.schema import alembic_config, head_revision
 from tests.conftest import NOW, ON_POSTGRES, Api, make_settings, postgres_only, problem
 
 sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="SQLite file behaviour")
-HEAD = head_revision(str(Settings(jwt_secret="x" * 32).alembic_ini))
+HEAD = head_revision(Settings(jwt_secret="x" * 32).alembic_ini)
 
 
 @contextlib.asynccontextmanager
@@ -65,7 +64,7 @@ async def test_readyz_answers_ready_with_the_revision(api: Api) -> None:
 
 
 def _migrate_to(url: str, revision: str) -> None:
-    cfg = Config(str(make_settings(url).alembic_ini))
+    cfg = alembic_config(make_settings(url).alembic_ini)
     cfg.attributes["url"] = url
     cfg.attributes["configure_logging"] = False
     command.upgrade(cfg, revision)

@@ -115,3 +115,17 @@ async def list_agents(
 async def get_quote(session: AsyncSession, account_id: str, quote_id: str) -> Quote | None:
     quote = await session.get(Quote, quote_id)
     return quote if quote is not None and quote.account_id == account_id else None
+
+
+async def trim_quotes(session: AsyncSession, account_id: str, keep: int) -> int:
+    """Delete all but the ``keep`` newest quotes of the account; how many went."""
+    newest = (
+        select(Quote.id)
+        .where(Quote.account_id == account_id)
+        .order_by(Quote.created_at.desc(), Quote.id.desc())
+        .limit(keep)
+    )
+    result = await session.execute(
+        delete(Quote).where(Quote.account_id == account_id, Quote.id.not_in(newest))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

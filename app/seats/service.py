@@ -192,6 +192,9 @@ async def create_quote(
     )
     session.add(quote)
     await session.flush()
+    # Quotes are stored and an admin may ask for many: keep the newest few, so nobody can
+    # fill the table (a purchase naming a dropped quote answers 404 quote_not_found).
+    await repository.trim_quotes(session, caller.account_id, settings.max_live_quotes)
     return QuoteOut(
         id=quote.id,
         expires_at=quote.expires_at,

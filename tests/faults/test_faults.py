@@ -92,8 +92,9 @@ async def test_r6_crash_between_charge_and_commit_charges_once(
     assert events == 1  # the seats were applied once
     # The dead call's intent stays on record without an outcome; the resend used its key.
     tries = await sql(
-        "SELECT a.number, a.gateway_key, o.outcome FROM charge_attempt a LEFT JOIN charge_outcome o "
-        "ON o.invoice_id = a.invoice_id AND o.number = a.number ORDER BY a.number"
+        "SELECT a.number, a.gateway_key, o.outcome FROM charge_attempt a "
+        "LEFT JOIN charge_outcome o ON o.invoice_id = a.invoice_id AND o.number = a.number "
+        "ORDER BY a.number"
     )
     assert [tuple(t) for t in tries] == [(1, invoice_id, None), (2, invoice_id, "succeeded")]
     await assert_invariants(settings)

@@ -27,11 +27,17 @@ from schemathesis.checks import (
 )
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python import asgi as schemathesis_asgi
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
-from tests.conftest import NOW, PG_URL, TABLES, auth, make_settings, service_token, user_token
+from tests.conftest import (
+    NOW,
+    PG_URL,
+    auth,
+    clean_postgres,
+    make_settings,
+    service_token,
+    user_token,
+)
 
 CHECKS = [
     not_a_server_error,
@@ -67,13 +73,6 @@ schema = schemathesis.openapi.from_dict(
 )
 
 
-async def _truncate(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-    await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def st_client(migrated_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A seeded app behind Schemathesis' in-process ASGI client (one per module).
@@ -82,7 +81,7 @@ def st_client(migrated_template: str, tmp_path_factory: pytest.TempPathFactory) 
     connections are opened on that loop, and its lifespan closes them there at the end.
     """
     if PG_URL:
-        asyncio.run(_truncate(PG_URL))
+        asyncio.run(clean_postgres(PG_URL))
         url = PG_URL
     else:
         path = tmp_path_factory.mktemp("schemathesis") / "seats.db"
