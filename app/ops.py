@@ -22,20 +22,20 @@ from app.openapi_errors import problems
 from app.renewals.service import run_billing
 from app.seats.purchase import Payments
 
-router = APIRouter(tags=["operations"])
+router = APIRouter()
 
 
 def head_revision(alembic_ini: str) -> str | None:
     return ScriptDirectory.from_config(Config(alembic_ini)).get_current_head()
 
 
-@router.get("/healthz", include_in_schema=True)
+@router.get("/healthz", tags=["operations"])
 async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses=problems(503))
+@router.get("/readyz", tags=["operations"], responses=problems(503))
 async def readyz(request: Request, db: DbDep) -> Any:
     """The database answers and its schema is at the migrations' head."""
     expected: str | None = request.app.state.head_revision
@@ -51,7 +51,7 @@ async def readyz(request: Request, db: DbDep) -> Any:
     return {"status": "ready", "revision": current}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
 async def metrics() -> PlainTextResponse:
     """Prometheus text: requests by method, route and status; latency; charges."""
     registry: CollectorRegistry = REGISTRY
@@ -89,7 +89,12 @@ async def set_test_clock(
     return {"now": body.now}
 
 
-@router.post("/internal/v1/billing/run", tags=["internal: billing"], responses=problems(403))
+@router.post(
+    "/internal/v1/billing/run",
+    operation_id="runBilling",
+    tags=["internal: billing"],
+    responses=problems(403),
+)
 async def billing_run(
     _: ServiceDep,
     db: DbDep,
