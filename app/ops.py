@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -19,7 +19,7 @@ from app.deps import ClockDep, DbDep, GatewayDep, IdempotencyDep, ServiceDep, Se
 from app.directory.schemas import IsoText
 from app.errors import NotFound, NotReady, error_response
 from app.openapi_errors import problems
-from app.renewals.service import run_billing
+from app.renewals.service import RunReport, run_billing
 from app.seats.purchase import Payments
 
 router = APIRouter()
@@ -29,13 +29,28 @@ def head_revision(alembic_ini: str) -> str | None:
     return ScriptDirectory.from_config(Config(alembic_ini)).get_current_head()
 
 
+class Health(BaseModel):
+    status: Literal["ok"] = Field(description="Always `ok`: the process answers.")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = Field(description="Always `ready` (503 otherwise).")
+    revision: str = Field(description="The database schema's migration revision.")
+
+
+class TestClockOut(BaseModel):
+    __test__ = False
+
+    now: datetime = Field(description="The service's time from now on.")
+
+
 @router.get("/healthz", tags=["operations"])
-async def healthz() -> dict[str, str]:
+async def healthz() -> Health:
     """The process is alive."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz", tags=["operations"], responses=problems(503))
+@router.get("/readyz", tags=["operations"], response_model=Readiness, responses=problems(503))
 async def readyz(request: Request, db: DbDep) -> Any:
     """The database answers and its schema is at the migrations' head."""
     expected: str | None = request.app.state.head_revision
@@ -74,10 +89,16 @@ class TestClockIn(BaseModel):
         ge=datetime(1970, 1, 1, tzinfo=UTC),
         lt=datetime(9000, 1, 1, tzinfo=UTC),
         description="An aware time from 1970 to before 9000.",
+        examples=["2026-12-01T00:00:00Z"],
     )
 
 
-@router.put("/internal/v1/test-clock", tags=["internal: testing"], responses=problems(403))
+@router.put(
+    "/internal/v1/test-clock",
+    tags=["internal: testing"],
+    response_model=TestClockOut,
+    responses=problems(403),
+)
 async def set_test_clock(
     body: TestClockIn, _: ServiceDep, db: DbDep, settings: SettingsDep, clock: ClockDep
 ) -> dict[str, datetime]:
@@ -93,6 +114,7 @@ async def set_test_clock(
     "/internal/v1/billing/run",
     operation_id="runBilling",
     tags=["internal: billing"],
+    response_model=RunReport,
     responses=problems(403),
 )
 async def billing_run(
