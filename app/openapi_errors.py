@@ -227,7 +227,7 @@ def problem_schema_of(errors: Errors) -> dict[str, Any]:
             schemas.setdefault(name, schema)
     for name, schema in schemas.items():
         which = ", ".join(f"`{code}`" for code in carried[name])
-        properties[name] = {**schema, "description": f"{schema['description']} (with {which})"}
+        properties[name] = {**schema, "description": f"{schema['description']} Sent with {which}."}
     return {"type": "object", "properties": properties, "required": _REQUIRED}
 
 
