@@ -36,9 +36,9 @@ def client_package(document: bytes, tmp_path: Path) -> Iterator[ModuleType]:
     out = tmp_path / "generated" / PACKAGE
     # the generator formats its output with ruff, found on PATH next to it
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    command = [generator, "generate", "--path", "openapi.json", "--output-path", str(out)]
     run = subprocess.run(
-        [generator, "generate", "--path", "openapi.json", "--output-path", str(out)]
-        + ["--meta", "none"],
+        [*command, "--meta", "none"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
