@@ -218,11 +218,13 @@ def _operation(path: str, operation: dict[str, Any], schemas: dict[str, Any]) ->
         if status in RESPONSES.get(op_id, {}):
             response["description"] = RESPONSES[op_id][status]
     for status, links in LINKS.get(op_id, {}).items():
-        target = status if status in responses else next(s for s in responses if s.startswith("2"))
-        responses[target]["links"] = {
-            f"{name[0].upper()}{name[1:]}": {"operationId": name, **link}
-            for name, link in links.items()
-        }
+        # "2XX": every success (an upsert answers 200 or 201)
+        targets = [s for s in responses if s.startswith("2")] if status == "2XX" else [status]
+        for target in targets:
+            responses[target]["links"] = {
+                f"{name[0].upper()}{name[1:]}": {"operationId": name, **link}
+                for name, link in links.items()
+            }
     operation["responses"] = dict(sorted(responses.items()))
 
 
