@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import tempfile
+from dataclasses import asdict
 from datetime import timedelta
 
 from alembic import command
@@ -121,7 +122,6 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _billing_run(settings: Settings) -> None:
-    from app.billing_run.routes import report_body
     from app.billing_run.run import BillingRun, run_billing
     from app.main import create_app
     from app.observability import configure_logging
@@ -133,7 +133,7 @@ def _billing_run(settings: Settings) -> None:
         state = app.state
         try:
             deps = BillingRun(state.db, state.collector, state.idempotency, state.clock, settings)
-            return report_body(await run_billing(deps))
+            return asdict(await run_billing(deps))
         finally:
             await state.gateway.aclose()
             await state.db.dispose()

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +32,9 @@ class AppError(Exception):
     code: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
     headers: ClassVar[dict[str, str]] = {}
+    # The extra members of the problem body, as JSON Schema (each with a description): the
+    # OpenAPI document types them from here (app/openapi_errors.py).
+    fields: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or self.title
@@ -72,6 +74,13 @@ class UnknownUser(AppError):
 
 class PaymentDeclined(AppError):
     status, code, title = 402, "payment_declined", "The payment was declined"
+    fields = {
+        "invoice_id": {"type": "string", "description": "The failed invoice, kept in the ledger."},
+        "reason": {
+            "type": ["string", "null"],
+            "description": "The payment service's reason for the decline.",
+        },
+    }
 
 
 class NotFound(AppError):
@@ -113,10 +122,20 @@ class AlreadySubscribed(Conflict):
 
 class SeatsAssigned(Conflict):
     code, title = "seats_assigned", "Seats are assigned"
+    fields = {
+        "assigned": {
+            "type": "integer",
+            "description": "Seats assigned now: the new total must cover them (R4).",
+        }
+    }
 
 
 class NoEmptySeat(Conflict):
     code, title = "no_empty_seat", "No empty seat"
+    fields = {
+        "seats": {"type": "integer", "description": "The plan's seat total."},
+        "assigned": {"type": "integer", "description": "Seats assigned now (all of them)."},
+    }
 
 
 class NoActivePlan(Conflict):
@@ -125,10 +144,12 @@ class NoActivePlan(Conflict):
 
 class NotAnIncrease(Conflict):
     code, title = "not_an_increase", "The new total is not above the current total"
+    fields = {"current": {"type": "integer", "description": "The current paid seat total."}}
 
 
 class NotADecrease(Conflict):
     code, title = "not_a_decrease", "The new total is not below the current total"
+    fields = {"current": {"type": "integer", "description": "The current seat total."}}
 
 
 class PastDue(Conflict):
@@ -149,6 +170,9 @@ class PurchaseInProgress(Conflict):
 
 class PurchaseVoided(Conflict):
     code, title = "purchase_voided", "The purchase got no answer in time and was voided"
+    fields = {
+        "invoice_id": {"type": "string", "description": "The purchase's invoice, now `void`."}
+    }
 
 
 class InvoiceNotPayable(Conflict):
@@ -173,14 +197,38 @@ class PayloadTooLarge(AppError):
 
 class ValidationFailed(AppError):
     status, code, title = 422, "validation_error", "Validation failed"
+    fields = {
+        "errors": {
+            "type": "array",
+            "description": "The failing fields.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Where: `body`, `query` or `path`, then the field.",
+                    },
+                    "msg": {"type": "string", "description": "What is wrong, in words."},
+                    "type": {"type": "string", "description": "The kind of error."},
+                },
+                "required": ["loc", "msg"],
+            },
+        }
+    }
 
 
 class UnsupportedCurrency(AppError):
     status, code, title = 422, "unsupported_currency", "The currency has no configured seat price"
+    fields = {"currency": {"type": "string", "description": "The currency without a price."}}
 
 
 class IdempotencyKeyReused(AppError):
     status, code, title = 422, "idempotency_key_reused", "Idempotency-Key reused with another body"
+
+
+class InternalError(AppError):
+    status, code, title = 500, "internal_error", "Internal server error"
 
 
 class ServiceUnavailable(AppError):
@@ -191,31 +239,39 @@ class ServiceUnavailable(AppError):
 class PaymentPending(ServiceUnavailable):
     code, title = "payment_pending", "The payment is pending"
     headers = {"Retry-After": "5"}
+    fields = {
+        "invoice_id": {
+            "type": "string",
+            "description": "The pending invoice: a retry or the billing run completes it.",
+        }
+    }
 
 
 class PaymentUnavailable(ServiceUnavailable):
     code, title = "payment_unavailable", "The payments service refused our request"
     headers = {"Retry-After": "60"}
+    fields = {
+        "invoice_id": {
+            "type": "string",
+            "description": "The invoice, still pending: nothing was charged.",
+        }
+    }
 
 
 class NotReady(ServiceUnavailable):
     code, title = "not_ready", "Not ready"
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details, with the service's stable ``code``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(examples=["https://seats.conversations/problems/seats_assigned"])
-    title: str
-    status: int
-    detail: str
-    code: str = Field(examples=["seats_assigned"])
-    request_id: str | None = None
-    errors: list[dict[str, Any]] | None = Field(
-        default=None, description="For validation_error: the failing fields."
-    )
+def error_classes() -> list[type[AppError]]:
+    """Every error the service answers on purpose, each ``code`` once, by status then code."""
+    found: dict[str, type[AppError]] = {}
+    # AppError itself is only the base: nothing raises it.
+    pending: list[type[AppError]] = list(AppError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return sorted(found.values(), key=lambda cls: (cls.status, cls.code))
 
 
 def problem_response(
@@ -335,9 +391,7 @@ async def unexpected_error_response(exc: Exception) -> JSONResponse:
         return error_response(ServiceUnavailable("The database is unavailable; retry shortly."))
     # Never leak a traceback: the request id lets an operator find it in the logs.
     log.error("unhandled error", exc_info=exc)
-    return problem_response(
-        500, "internal_error", "Internal server error", "An unexpected error occurred."
-    )
+    return error_response(InternalError("An unexpected error occurred."))
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

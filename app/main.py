@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
+from fastapi_offline import FastAPIOffline
 
 from app.auth import TokenVerifier
 from app.billing_run.routes import router as billing_run_router
@@ -24,7 +19,6 @@ from app.db import Database
 from app.directory.routes import router as directory_router
 from app.errors import (
     PayloadTooLarge,
-    Problem,
     error_response,
     install_error_handlers,
     unexpected_error_response,
@@ -34,8 +28,10 @@ from app.ledger.routes import router as ledger_router
 from app.observability import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
+    UnhandledErrorMiddleware,
     configure_logging,
 )
+from app.openapi import build_openapi, operation_id
 from app.ops import router as ops_router
 from app.payments import make_gateway
 from app.purchases.routes import router as purchases_router
@@ -43,16 +39,36 @@ from app.schema import head_revision
 from app.seats.routes import router as seats_router
 
 DESCRIPTION = """
-Seat management for **Conversations**, the team-inbox add-on sold per seat.
+Seat management for **Conversations**, the team-inbox add-on sold per seat: an account buys
+seats, an admin assigns them to users, who become **agents** of the unified inbox.
 
-* Users call `/v1` with `Authorization: Bearer <JWT>` (claims `sub`, `account_id`, `exp`).
-* Internal services use a JWT with `scope: seats:internal` (no `account_id`): every `/internal`
-  endpoint and every `GET` under `/v1`.
-* Money is integer minor units (cents). Errors are RFC 9457 `application/problem+json` with a
-  stable `code`.
-* State-changing POSTs take an `Idempotency-Key` header (required for purchases).
+## How to authenticate
 
-Try the flow: create an account and users through `/internal`, start a trial, quote, purchase.
+Every call but `/healthz`, `/readyz` and `/metrics` needs `Authorization: Bearer <JWT>`
+(press **Authorize** above and paste the token alone).
+
+* **Users** (the inbox front end) call `/v1` with a token whose claims are `sub` (the user id),
+  `account_id` and `exp`. The role (`primary_admin`, `admin`, `user`) comes from the service's
+  directory, not from the token. Another account's path answers `404 not_found`.
+* **Internal services** use a token with `scope: seats:internal` and no `account_id`: every
+  `/internal` endpoint and every `GET` under `/v1`. Writes under `/v1` always need a user.
+* Missing, malformed, expired or wrongly signed tokens answer `401 unauthenticated`.
+* Locally, `seats token --account acme --user alice` or `seats token --internal` mints one.
+
+## Conventions
+
+* Money is an integer count of the currency's minor units (cents).
+* Errors are RFC 9457 `application/problem+json` with a stable `code`; each operation lists the
+  codes it may answer, and the fields they carry.
+* `POST` endpoints that change state take an `Idempotency-Key` header (required for purchases):
+  the same key and body replay the first answer with `Idempotent-Replayed: true`.
+* Lists are `{"data": [...], "next_cursor": ...}`, newest first. A cursor that this service did
+  not issue answers `422 validation_error`, and so does a key reused with another body
+  (`422 idempotency_key_reused`): both on purpose.
+* Every response carries `X-Request-ID` (the caller's own, when it sends a valid one).
+
+Try the flow: create an account and its users through `/internal`, start a trial, assign
+agents, quote, purchase.
 """
 
 
@@ -66,12 +82,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.gateway.aclose()
         await app.state.db.dispose()
 
-    app = FastAPI(
+    # Swagger UI from the package's own files: no CDN, works with no internet. No ReDoc: its
+    # bundle loads a logo from the internet.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="Conversations seats",
         version="1.0.0",
         description=DESCRIPTION,
-        docs_url=None,
-        redoc_url=None,
+        static_url="/docs-assets",
+        # Swagger UI's default sends the spec's URL to validator.swagger.io for a badge.
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+        generate_unique_id_function=operation_id,
         lifespan=lifespan,
         # The redirect's Location would be built from the request's Host header (an open
         # redirect to any host): a path with a trailing slash is simply an unknown route.
@@ -108,72 +129,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ops_router,
     ):
         app.include_router(router)
-    _install_docs(app)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
+    # Added innermost first. From the outside in: the request id (so every answer carries
+    # it, a CORS preflight too), then CORS, so that every answer below it gets the CORS
+    # headers: the 500 of an unexpected error and the 413 of an oversized body included,
+    # or a browser shows an opaque CORS failure instead of the problem body.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        too_large=lambda: error_response(PayloadTooLarge()),
+    )
+    app.add_middleware(UnhandledErrorMiddleware, on_error=unexpected_error_response)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Idempotent-Replayed"],
+            expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
         )
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_body_bytes,
-        too_large=lambda: error_response(PayloadTooLarge()),
-    )
     app.add_middleware(
         RequestContextMiddleware,
         on_error=unexpected_error_response,
         access_log_sample=settings.access_log_sample,
     )
     return app
-
-
-def _install_docs(app: FastAPI) -> None:
-    """Swagger UI from the installed package's files: no CDN, works with no internet."""
-    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="Conversations seats - API docs",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon-32x32.png",
-            # Swagger UI's default sends the spec's URL to validator.swagger.io for a badge.
-            swagger_ui_parameters={"validatorUrl": None},
-        )
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with every error declared as problem+json."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
-    components = schema.setdefault("components", {})
-    schemas = components.setdefault("schemas", {})
-    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas.pop("HTTPValidationError", None)
-    schemas.pop("ValidationError", None)
-    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    problem_ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
-    for path, operations in schema.get("paths", {}).items():
-        for operation in operations.values():
-            if path not in ("/healthz", "/readyz", "/metrics"):
-                operation["security"] = [{"bearer": []}]
-            if path.endswith("/purchases"):
-                # Optional in the shared dependency, required here (400 without it).
-                for parameter in operation.get("parameters", []):
-                    if parameter["name"] == "Idempotency-Key":
-                        parameter["required"] = True
-            for status, response in operation.get("responses", {}).items():
-                if status.isdigit() and int(status) >= 400:
-                    response["content"] = {"application/problem+json": problem_ref}
-    app.openapi_schema = schema
-    return schema

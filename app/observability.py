@@ -142,6 +142,38 @@ class RequestContextMiddleware:
 SLOW_SECONDS = 1.0
 
 
+class UnhandledErrorMiddleware:
+    """Answers an exception nobody handled with ``on_error``'s problem (500, or 503).
+
+    It sits inside CORS, so that this answer carries the CORS headers like any other;
+    ``RequestContextMiddleware`` keeps the same answer as a last resort outside it.
+    """
+
+    def __init__(self, app: ASGIApp, on_error: ErrorResponder) -> None:
+        self.app = app
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            if response_started:
+                raise
+            response = await self.on_error(exc)
+            await response(scope, receive, send)
+
+
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":

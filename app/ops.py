@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import PlainTextResponse
@@ -18,18 +18,33 @@ from app.directory.schemas import IsoText
 from app.errors import NotFound, NotReady, Unauthenticated, error_response
 from app.openapi_errors import problems
 
-router = APIRouter(tags=["operations"])
+router = APIRouter()
 
 MetricsAuthorization = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
 
 
-@router.get("/healthz", include_in_schema=True)
-async def healthz() -> dict[str, str]:
+class Health(BaseModel):
+    status: Literal["ok"] = Field(description="Always `ok`: the process answers.")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = Field(description="Always `ready` (503 otherwise).")
+    revision: str = Field(description="The database schema's migration revision.")
+
+
+class TestClockOut(BaseModel):
+    __test__ = False
+
+    now: datetime = Field(description="The service's time from now on.")
+
+
+@router.get("/healthz", tags=["operations"])
+async def healthz() -> Health:
     """The process is alive."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz", responses=problems(503))
+@router.get("/readyz", tags=["operations"], response_model=Readiness, responses=problems(503))
 async def readyz(request: Request, db: DbDep) -> Any:
     """The database answers and its schema is at the migrations' head."""
     expected: str | None = request.app.state.head_revision
@@ -45,7 +60,9 @@ async def readyz(request: Request, db: DbDep) -> Any:
     return {"status": "ready", "revision": current}
 
 
-@router.get("/metrics", response_class=PlainTextResponse, responses=problems(401))
+@router.get(
+    "/metrics", tags=["operations"], response_class=PlainTextResponse, responses=problems(401)
+)
 async def metrics(settings: SettingsDep, authorization: MetricsAuthorization = None) -> Any:
     """Prometheus text: requests by method, route and status; latency; charges.
 
@@ -78,10 +95,16 @@ class TestClockIn(BaseModel):
         ge=datetime(1970, 1, 1, tzinfo=UTC),
         lt=datetime(9000, 1, 1, tzinfo=UTC),
         description="An aware time from 1970 to before 9000.",
+        examples=["2026-12-01T00:00:00Z"],
     )
 
 
-@router.put("/internal/v1/test-clock", tags=["internal: testing"], responses=problems(403))
+@router.put(
+    "/internal/v1/test-clock",
+    tags=["internal: testing"],
+    response_model=TestClockOut,
+    responses=problems(403),
+)
 async def set_test_clock(
     body: TestClockIn, _: ServiceDep, db: DbDep, settings: SettingsDep, clock: ClockDep
 ) -> dict[str, datetime]:

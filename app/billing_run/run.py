@@ -65,11 +65,12 @@ class RunReport:
     quotes_purged: int = 0
     items: int = 0
     errors: list[str] = field(default_factory=list)
+    needs_operator: bool = False  # set at the end: anything a person must look at
 
-    @property
-    def needs_operator(self) -> bool:
-        """Whether anything failed that a person must look at (the CLI then exits 1)."""
-        return bool(self.errors) or self.charges_unavailable > 0
+    def close(self) -> RunReport:
+        """Decide ``needs_operator`` (the CLI then exits 1); the report is final."""
+        self.needs_operator = bool(self.errors) or self.charges_unavailable > 0
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ async def run_billing(deps: BillingRun) -> RunReport:
     async with deps.db.transaction() as session:
         report.idempotency_keys_purged = await deps.idempotency.purge_expired(session)
         report.quotes_purged = await _purge_quotes(session, now)
-    log.info("billing run done: %s", report)
+    log.info("billing run done: %s", report.close())
     return report
 
 

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/internal/v1/accounts", tags=["internal: directory"])
     status_code=200,
     responses={201: {"description": "Created", "model": AccountOut}, **problems(403, 409)},
 )
-async def put_account(
+async def upsert_account(
     account_id: AccountIdPath,
     body: AccountIn,
     _: ServiceDep,
@@ -39,7 +39,7 @@ async def put_account(
     status_code=200,
     responses={201: {"description": "Created", "model": UserOut}, **problems(403, 409)},
 )
-async def put_user(
+async def upsert_user(
     account_id: AccountIdPath,
     user_id: UserIdPath,
     body: UserIn,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 
 from app.deps import CallerDep, SessionDep
+from app.errors import InvoiceNotFound
 from app.ledger import service
 from app.ledger.schemas import EventOut, InvoiceOut
 from app.openapi_errors import problems
@@ -14,7 +16,23 @@ from app.pagination import CursorQuery, LimitQuery, Page
 
 router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["ledger"])
 
-InvoiceIdPath = Annotated[str, Path(max_length=40, pattern=r"^inv_[0-9a-z]{26}$")]
+_INVOICE_ID = re.compile(r"^inv_[0-9a-z]{26}$")
+
+
+async def valid_invoice_id(
+    invoice_id: Annotated[str, Path(description="The invoice id (`inv_...`).")],
+) -> str:
+    """An id this service could have made: any other is as unknown as a missing one (404).
+
+    One answer for both, so a client has one case to handle; and a malformed id never
+    reaches the database (a NUL byte cannot even be sent to PostgreSQL).
+    """
+    if not _INVOICE_ID.fullmatch(invoice_id):
+        raise InvoiceNotFound("No such invoice in this account.")
+    return invoice_id
+
+
+InvoiceIdPath = Annotated[str, Depends(valid_invoice_id)]
 
 
 @router.get("/invoices", response_model=Page[InvoiceOut], responses=problems(403))

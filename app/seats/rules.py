@@ -109,10 +109,10 @@ def check_removal(plan: PlanState, new_total: int) -> None:
             f"The new total must be below the current {plan.seats} seats.", current=plan.seats
         )
     if new_total < plan.assigned:
+        excess = plan.assigned - new_total
         raise SeatsAssigned(
-            f"{plan.assigned} seats are assigned: unassign "
-            f"{plan.assigned - new_total} agent{'' if plan.assigned - new_total == 1 else 's'} "
-            "first.",
+            f"{plan.assigned} seats are assigned: unassign {excess} "
+            f"{'agent' if excess == 1 else 'agents'} first.",
             assigned=plan.assigned,
         )
 

@@ -148,6 +148,10 @@ def test_r4_cannot_remove_assigned_seats() -> None:
     with pytest.raises(SeatsAssigned) as info:
         check_removal(plan(ACTIVE, 10, assigned=6), 5)
     assert info.value.extra == {"assigned": 6}
+    assert info.value.detail == "6 seats are assigned: unassign 1 agent first."
+    with pytest.raises(SeatsAssigned) as info:
+        check_removal(plan(ACTIVE, 10, assigned=6), 3)
+    assert info.value.detail == "6 seats are assigned: unassign 3 agents first."
 
 
 @pytest.mark.parametrize("status", [ACTIVE, PAST_DUE])

@@ -1,0 +1,138 @@
+"""The API's words for its fields, parameters and answers, for the OpenAPI document.
+
+A field's own ``Field(description=...)`` wins; these fill in the rest, by ``Schema.name`` or
+by the name alone where it means the same thing everywhere (tests/test_openapi.py checks
+that every property and parameter ends up with one).
+"""
+
+from __future__ import annotations
+
+PROPERTIES: dict[str, str] = {
+    # shared words
+    "id": "The resource's id.",
+    "name": "The display name.",
+    "currency": "ISO 4217 code of every amount (one currency per account).",
+    "billing_cycle": "`monthly` or `yearly` (a yearly seat costs exactly 12 monthly seats).",
+    "payment_method": "The platform's payment method that is charged.",
+    "created_at": "When it was created (UTC).",
+    "updated_at": "When it last changed (UTC).",
+    "seats": "The seat total.",
+    "assigned": "Seats assigned to agents.",
+    "unit_price": "Price of one seat for one month, in minor units.",
+    "monthly_total": "What the seats cost per month, in minor units.",
+    "cycle_total": "What the seats cost per billing cycle, in minor units.",
+    "user_id": "The platform's user id.",
+    "data": "This page's items, newest first.",
+    "next_cursor": "Pass as `cursor` for the next page; null on the last page.",
+    "period_start": "First day of the period (UTC date).",
+    "period_end": "Day after the period's last day (UTC date): periods are half-open.",
+    "email": "The user's email address.",
+    "role": "`primary_admin` (one per account), `admin` or `user`.",
+    "errors": "Items that could not be processed; the run exits non-zero if any.",
+    # per schema
+    "Account.id": "The platform's account id.",
+    "Account.billing_anchor": "Periods run from this date's day (clamped in shorter months).",
+    "User.id": "The platform's user id.",
+    "User.account_id": "The account the user belongs to.",
+    "AgentAccess.agent": "The user holds a seat.",
+    "Agent.assigned_at": "When the seat was assigned (UTC).",
+    "Agent.assigned_by": "Who assigned it: `user:<id>` or `service:<subject>`.",
+    "Event.id": "The event id (`evt_...`).",
+    "Event.type": "What happened, e.g. `seats.purchased`, `agent.assigned`, `plan.renewed`.",
+    "Event.actor": "Who did it: `user:<id>`, `service:<subject>` or `system`.",
+    "Event.at": "When it happened (UTC, the service's clock).",
+    "Event.data": "The event's details (seat totals, invoice id, ...).",
+    "InvoiceLine.description": "What the line bills, in words.",
+    "InvoiceLine.quantity": "Seats billed.",
+    "InvoiceLine.unit_price": "Price of one seat for this line's cycle, in minor units.",
+    "InvoiceLine.amount": "The line's amount in minor units (prorated for a purchase).",
+    "Invoice.id": "The invoice id (`inv_...`).",
+    "Invoice.kind": "`purchase` (seats bought now) or `renewal` (the next period).",
+    "Invoice.status": "`pending`, `paid`, `failed`, `void` or `uncollectible`; changes once.",
+    "Invoice.total": "Sum of the lines, in minor units.",
+    "Invoice.lines": "What is billed.",
+    "Invoice.created_at": "When it was issued (UTC).",
+    "Invoice.paid_at": "When it was paid (UTC), or null.",
+    "Invoice.charge_id": "The payment service's charge id once paid, or null.",
+    "Invoice.failure_reason": "The last decline or void reason, or null.",
+    "Period.start": "First day of the paid period (UTC date).",
+    "Period.end": "Day after its last day: the next renewal's date.",
+    "Plan.status": "`none`, `trialing`, `trial_expired`, `active`, `past_due` or `canceled`.",
+    "Plan.seats": "Seats the plan has now (20 in a trial, 0 after it expired).",
+    "Plan.available": "Empty seats: `seats - assigned`, never negative.",
+    "Plan.trial": "The trial, if one was started (kept after conversion), or null.",
+    "Plan.current_period": "The paid period, for paid plans; null otherwise.",
+    "Plan.next_renewal_at": "When the next renewal is charged, for paid plans; or null.",
+    "Proration.days_remaining": "Days from today (included) to the period's end.",
+    "Proration.days_in_period": "Days in the whole period.",
+    "Purchase.summary": "The plan after the purchase.",
+    "Purchase.invoice": "The paid purchase invoice.",
+    "Quote.id": "The quote id (`quo_...`): pass it to a purchase to buy at this price.",
+    "Quote.expires_at": "After this (15 minutes), a purchase with it answers `quote_stale`.",
+    "Quote.current_seats": "The plan's seat total now.",
+    "Quote.seats": "The quoted new total.",
+    "Quote.change": "`seats - current_seats`: positive to buy, negative to remove.",
+    "Quote.monthly_total": "What the new total costs per month.",
+    "Quote.cycle_total": "What the new total costs per billing cycle.",
+    "Quote.proration": "How `due_now` was prorated.",
+    "Quote.assigned": "Seats assigned now: a total below this is not allowed (R4).",
+    "Trial.seats": "Seats of the trial (20).",
+    "Trial.started_at": "When the trial started (UTC).",
+    "Trial.ends_at": "When it ends (UTC): from this instant, agents lose access.",
+    "BillingRunReport.trials_expired": "Trials that ended and became `trial_expired`.",
+    "BillingRunReport.renewals_invoiced": "Renewal invoices issued (one per plan and period).",
+    "BillingRunReport.renewals_paid": "Renewals charged successfully.",
+    "BillingRunReport.renewals_declined": "Renewals declined: their plans are `past_due`.",
+    "BillingRunReport.purchases_completed": "Pending purchases settled as paid.",
+    "BillingRunReport.purchases_failed": "Pending purchases whose charge was declined.",
+    "BillingRunReport.charges_unavailable": "Charges with no definitive answer: retried later.",
+    "BillingRunReport.idempotency_keys_purged": "Expired idempotency keys deleted.",
+    "BillingRunReport.quotes_purged": "Quotes expired for a day, deleted.",
+    "BillingRunReport.purchases_voided": "Pending purchases voided after "
+    "SEATS_PENDING_PURCHASE_HOURS without a definitive answer (R14).",
+    "BillingRunReport.plans_canceled": "Plans canceled because dunning ended (R9).",
+    "BillingRunReport.charges_in_flight_elsewhere": "Invoices another collector was charging "
+    "at that moment: left to it.",
+    "BillingRunReport.items": "Items (plans and invoices) the run looked at.",
+    "BillingRunReport.errors": "Each item that needs an operator, as `<id>: <code>`.",
+    "BillingRunReport.needs_operator": "True when anything needs a person: an error, or a "
+    "charge without a definitive answer. The CLI then exits 1.",
+    "AccountRequest.name": "The account's display name.",
+    "AccountRequest.billing_cycle": "`monthly` or `yearly`; a change applies from the next "
+    "renewal.",
+    "AccountRequest.payment_method": "The payment method to charge (the sandbox declines "
+    "`pm_decline...`).",
+    "UserRequest.email": "The user's email address.",
+    "UserRequest.name": "The user's display name.",
+    "UserRequest.role": "`primary_admin` (naming a new one makes the old one an `admin`), "
+    "`admin` or `user`.",
+}
+
+PARAMETERS: dict[str, str] = {
+    "invoice_id": "The invoice id (`inv_...`); an id that is malformed or of another account "
+    "answers `404 invoice_not_found`, like an unknown one.",
+}
+
+RESPONSES: dict[str, dict[str, str]] = {
+    "getPlan": {"200": "The plan summary."},
+    "startTrial": {"201": "The trial started: the plan summary."},
+    "createQuote": {"201": "The quote; nothing was charged or changed."},
+    "purchaseSeats": {"201": "The seats were bought: the plan and the paid invoice."},
+    "removeSeats": {"200": "The seats were removed: the plan summary."},
+    "listAgents": {"200": "A page of agents."},
+    "checkAgent": {"200": "Whether the user is an agent with access now."},
+    "assignAgent": {"200": "Already an agent: nothing changed.", "201": "The seat is assigned."},
+    "unassignAgent": {"204": "The seat is free."},
+    "listInvoices": {"200": "A page of invoices."},
+    "getInvoice": {"200": "The invoice with its lines."},
+    "payInvoice": {"200": "The invoice, paid."},
+    "listEvents": {"200": "A page of audit events."},
+    "upsertAccount": {"200": "The account, updated.", "201": "The account, created."},
+    "upsertUser": {"200": "The user, updated.", "201": "The user, created."},
+    "deleteUser": {"204": "The user is gone; a seat it held is free."},
+    "healthz": {"200": "The process is alive."},
+    "readyz": {"200": "Ready: the database answers, its schema at head."},
+    "metrics": {"200": "Prometheus text exposition."},
+    "setTestClock": {"200": "The time the service now uses."},
+    "runBilling": {"200": "What the run did; `errors` lists items that need an operator."},
+}

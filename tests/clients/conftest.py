@@ -1,0 +1,45 @@
+"""Clients generated from the running service's own OpenAPI document (SPEC §4)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.live import LiveServer
+
+
+def tool_or_skip(name: str) -> str:
+    """The path of a command; missing, a skip here and a failure in CI (which installs it).
+
+    The virtualenv's own commands first: ``make test`` runs pytest without activating it.
+    """
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must generate the clients, and `{name}` is not installed")
+    pytest.skip(f"`{name}` is not installed (.ci/run installs it)")
+
+
+@pytest.fixture
+def live(database_url: str) -> Iterator[LiveServer]:
+    """``seats serve`` on a clean database, with the test clock."""
+    with LiveServer(database_url, workers=1) as server:
+        yield server
+
+
+@pytest.fixture
+def document(live: LiveServer) -> bytes:
+    """The OpenAPI document as the running service serves it."""
+    r = httpx.get(f"{live.url}/openapi.json", timeout=10)
+    assert r.status_code == 200
+    return r.content
