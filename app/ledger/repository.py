@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import select
+from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ids import new_id
-from app.ledger.models import ChargeAttempt, Event, Invoice, InvoiceStatus
+from app.ledger.models import ChargeAttempt, Event, Invoice, InvoiceKind, InvoiceStatus
 from app.pagination import keyset
+from app.sqltypes import UTCDateTime
 
 
 async def add_event(
@@ -49,10 +50,20 @@ async def invoice_for_request(session: AsyncSession, request_key: str) -> Invoic
 
 
 async def list_invoices(
-    session: AsyncSession, account_id: str, cursor: str | None, limit: int
+    session: AsyncSession,
+    account_id: str,
+    cursor: str | None,
+    limit: int,
+    status: str | None = None,
 ) -> list[Invoice]:
+    """A page of the account's invoices, newest first; only those in ``status`` if given."""
+    query = select(Invoice).where(Invoice.account_id == account_id)
+    if status is not None:
+        # Compared as text: a status the API names but no row holds yet matches nothing,
+        # where binding it through the enum type would fail.
+        query = query.where(type_coerce(Invoice.status, String) == status)
     stmt = keyset(
-        select(Invoice).where(Invoice.account_id == account_id),
+        query,
         Invoice.created_at,
         Invoice.id,
         cursor,
@@ -94,3 +105,49 @@ async def attempts(session: AsyncSession, invoice_id: str) -> list[ChargeAttempt
         .order_by(ChargeAttempt.number)
     )
     return list((await session.scalars(stmt)).all())
+
+
+class OutstandingRenewal(NamedTuple):
+    id: str
+    total: int
+    failure_reason: str | None
+    due_since: datetime
+
+
+async def oldest_outstanding_renewal(
+    session: AsyncSession, account_id: str
+) -> OutstandingRenewal | None:
+    """The account's oldest unpaid (pending) renewal, with its last decline's reason and
+    the time of its first decline (its creation if none was declined yet)."""
+    declined = (ChargeAttempt.invoice_id == Invoice.id) & (ChargeAttempt.outcome == "declined")
+    first_decline = select(func.min(ChargeAttempt.at)).where(declined).scalar_subquery()
+    last_reason = (
+        select(ChargeAttempt.reason)
+        .where(declined)
+        .order_by(ChargeAttempt.number.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            select(
+                Invoice.id,
+                Invoice.total,
+                # A declined renewal stays pending: its reasons are on its charge attempts.
+                func.coalesce(last_reason, Invoice.failure_reason),
+                Invoice.created_at,
+                type_coerce(first_decline, UTCDateTime()),
+            )
+            .where(
+                Invoice.account_id == account_id,
+                Invoice.kind == InvoiceKind.RENEWAL,
+                Invoice.status == InvoiceStatus.PENDING,
+            )
+            .order_by(Invoice.created_at, Invoice.id)
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    invoice_id, total, reason, created_at, first_declined_at = row
+    return OutstandingRenewal(invoice_id, total, reason, first_declined_at or created_at)

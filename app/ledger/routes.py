@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
 from app.deps import (
@@ -19,7 +19,7 @@ from app.deps import (
     SettingsDep,
 )
 from app.ledger import service
-from app.ledger.schemas import EventOut, InvoiceOut
+from app.ledger.schemas import EventOut, InvoiceOut, InvoiceStatusFilter
 from app.openapi_errors import problems
 from app.pagination import CursorQuery, LimitQuery, Page
 
@@ -30,10 +30,16 @@ InvoiceIdPath = Annotated[str, Path(max_length=40, pattern=r"^inv_[0-9a-z]{26}$"
 
 @router.get("/invoices", response_model=Page[InvoiceOut], responses=problems(403))
 async def list_invoices(
-    caller: CallerDep, session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
+    caller: CallerDep,
+    session: SessionDep,
+    limit: LimitQuery = 20,
+    cursor: CursorQuery = None,
+    status: Annotated[
+        InvoiceStatusFilter | None, Query(description="Only the invoices in this status.")
+    ] = None,
 ) -> Page[InvoiceOut]:
     """The ledger, newest first. Admins and services."""
-    data, next_cursor = await service.list_invoices(session, caller, cursor, limit)
+    data, next_cursor = await service.list_invoices(session, caller, cursor, limit, status)
     return Page(data=data, next_cursor=next_cursor)
 
 

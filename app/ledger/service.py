@@ -26,10 +26,10 @@ from app.payments.gateway import ChargeDeclined, Gateway
 
 
 async def list_invoices(
-    session: AsyncSession, caller: Caller, cursor: str | None, limit: int
+    session: AsyncSession, caller: Caller, cursor: str | None, limit: int, status: str | None = None
 ) -> tuple[list[InvoiceOut], str | None]:
     caller.require_admin_or_service()
-    rows = await repository.list_invoices(session, caller.account_id, cursor, limit)
+    rows = await repository.list_invoices(session, caller.account_id, cursor, limit, status)
     rows, cursor_out = next_cursor(rows, limit, lambda i: (i.created_at, i.id))
     return [InvoiceOut.model_validate(i) for i in rows], cursor_out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import Select, String, bindparam, delete, select
@@ -106,3 +107,38 @@ async def list_agents(
 async def get_quote(session: AsyncSession, account_id: str, quote_id: str) -> Quote | None:
     quote = await session.get(Quote, quote_id)
     return quote if quote is not None and quote.account_id == account_id else None
+
+
+class UserRow(NamedTuple):
+    user_id: str
+    name: str
+    email: str
+    role: Role
+    agent: bool
+    created_at: datetime
+
+
+async def list_users(
+    session: AsyncSession, account_id: str, cursor: str | None, limit: int
+) -> list[UserRow]:
+    """A page of the account's users, newest first, each with whether it holds a seat."""
+    stmt = keyset(
+        select(
+            User.id,
+            User.name,
+            User.email,
+            User.role,
+            Assignment.user_id.is_not(None),
+            User.created_at,
+        )
+        .outerjoin(
+            Assignment,
+            (Assignment.account_id == User.account_id) & (Assignment.user_id == User.id),
+        )
+        .where(User.account_id == account_id),
+        User.created_at,
+        User.id,
+        cursor,
+        limit,
+    )
+    return [UserRow(*row) for row in (await session.execute(stmt)).all()]

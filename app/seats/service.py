@@ -7,7 +7,7 @@ before they charge, live in ``purchase.py``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -24,12 +24,15 @@ from app.pagination import next_cursor
 from app.seats import repository, rules
 from app.seats.models import Assignment, Plan, PlanStatus, Quote
 from app.seats.schemas import (
+    AccountUser,
     AgentCheck,
     AgentOut,
+    OutstandingInvoice,
     PeriodOut,
     PlanSummary,
     ProrationOut,
     QuoteOut,
+    QuotePreview,
     TrialOut,
 )
 
@@ -50,8 +53,13 @@ def plan_state(plan: Plan) -> rules.PlanState:
     )
 
 
-def summarize(plan: Plan, account: Account, settings: Settings) -> PlanSummary:
-    """The plan summary of ``GET .../conversations``."""
+def summarize(
+    plan: Plan,
+    account: Account,
+    settings: Settings,
+    outstanding: OutstandingInvoice | None = None,
+) -> PlanSummary:
+    """The plan summary of ``GET .../conversations``, from the rows already read."""
     state = plan_state(plan)
     cycle = BillingCycle(account.billing_cycle)
     paid = state.paid_seats
@@ -76,7 +84,17 @@ def summarize(plan: Plan, account: Account, settings: Settings) -> PlanSummary:
         cycle_total=cycle_total(paid, settings.price_monthly, cycle),
         current_period=PeriodOut(start=period.start, end=period.end) if period else None,
         next_renewal_at=datetime.combine(period.end, time(), UTC) if period else None,
+        outstanding_invoice=outstanding,
     )
+
+
+async def summary(
+    session: AsyncSession, plan: Plan, account: Account, settings: Settings
+) -> PlanSummary:
+    """The plan summary, with the oldest unpaid renewal read from the ledger."""
+    row = await ledger.oldest_outstanding_renewal(session, plan.account_id)
+    outstanding = None if row is None else OutstandingInvoice(**row._asdict())
+    return summarize(plan, account, settings, outstanding)
 
 
 async def load(session: AsyncSession, account_id: str, *, lock: bool) -> tuple[Plan, Account]:
@@ -103,7 +121,7 @@ def touch(plan: Plan, now: datetime) -> None:
 
 async def get_summary(session: AsyncSession, caller: Caller, settings: Settings) -> PlanSummary:
     plan, account = await load(session, caller.account_id, lock=False)
-    return summarize(plan, account, settings)
+    return await summary(session, plan, account, settings)
 
 
 async def start_trial(
@@ -129,20 +147,16 @@ async def start_trial(
         at=now,
         data={"seats_before": before, "seats_after": plan.seats, "ends_at": trial.ends_at},
     )
-    return summarize(plan, account, settings)
+    return await summary(session, plan, account, settings)
 
 
-async def create_quote(
-    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
-) -> QuoteOut:
-    """R8: price a new total. Stores the quote (so a purchase can confirm it) and nothing else."""
-    caller.require_admin()
-    plan, account = await load(session, caller.account_id, lock=False)
+def price_quote(
+    plan: Plan, account: Account, seats: int, today: date, settings: Settings
+) -> QuotePreview:
+    """R8: what a move to ``seats`` costs on ``today``; the one pricing of quotes and previews."""
     state = plan_state(plan)
     cycle = BillingCycle(account.billing_cycle)
-    period = rules.pricing_period(
-        state, anchor=account.billing_anchor, cycle=cycle, today=now.date()
-    )
+    period = rules.pricing_period(state, anchor=account.billing_anchor, cycle=cycle, today=today)
     change = price_change(
         current_seats=plan.seats,
         seats=seats,
@@ -150,33 +164,14 @@ async def create_quote(
         unit_price=settings.price_monthly,
         cycle=cycle,
         period=period,
-        today=now.date(),
+        today=today,
     )
-    quote = Quote(
-        id=new_id("quo"),
-        account_id=caller.account_id,
-        current_seats=plan.seats,
-        seats=seats,
-        unit_price=settings.price_monthly,
-        currency=account.currency,
-        billing_cycle=cycle,
-        period_start=period.start,
-        period_end=period.end,
-        due_now=change.due_now,
-        created_by=caller.actor,
-        created_at=now,
-        expires_at=now + timedelta(seconds=settings.quote_ttl_seconds),
-    )
-    session.add(quote)
-    await session.flush()
-    return QuoteOut(
-        id=quote.id,
-        expires_at=quote.expires_at,
+    return QuotePreview(
         current_seats=plan.seats,
         seats=seats,
         change=change.change,
         currency=account.currency,
-        unit_price=settings.price_monthly,
+        unit_price=change.unit_price,
         billing_cycle=cycle,
         monthly_total=change.monthly_total,
         cycle_total=change.cycle_total,
@@ -190,6 +185,42 @@ async def create_quote(
         allowed=rules.check_decrease_allowed(state, seats),
         assigned=plan.assigned,
     )
+
+
+async def preview_quote(
+    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+) -> QuotePreview:
+    """R8 for a slider: the quote's body for ``seats``, computed and not stored."""
+    caller.require_admin_or_service()
+    plan, account = await load(session, caller.account_id, lock=False)
+    return price_quote(plan, account, seats, now.date(), settings)
+
+
+async def create_quote(
+    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+) -> QuoteOut:
+    """R8: price a new total. Stores the quote (so a purchase can confirm it) and nothing else."""
+    caller.require_admin()
+    plan, account = await load(session, caller.account_id, lock=False)
+    priced = price_quote(plan, account, seats, now.date(), settings)
+    quote = Quote(
+        id=new_id("quo"),
+        account_id=caller.account_id,
+        current_seats=priced.current_seats,
+        seats=seats,
+        unit_price=priced.unit_price,
+        currency=priced.currency,
+        billing_cycle=priced.billing_cycle,
+        period_start=priced.proration.period_start,
+        period_end=priced.proration.period_end,
+        due_now=priced.due_now,
+        created_by=caller.actor,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.quote_ttl_seconds),
+    )
+    session.add(quote)
+    await session.flush()
+    return QuoteOut(id=quote.id, expires_at=quote.expires_at, **dict(priced))
 
 
 async def remove_seats(
@@ -210,7 +241,7 @@ async def remove_seats(
         at=now,
         data={"seats_before": before, "seats_after": seats},
     )
-    return summarize(plan, account, settings)
+    return await summary(session, plan, account, settings)
 
 
 async def assign(
@@ -309,3 +340,16 @@ async def list_agents(
     rows = await repository.list_agents(session, caller.account_id, cursor, limit)
     rows, cursor_out = next_cursor(rows, limit, lambda a: (a.assigned_at, a.user_id))
     return [AgentOut.model_validate(a) for a in rows], cursor_out
+
+
+async def list_users(
+    session: AsyncSession, caller: Caller, cursor: str | None, limit: int
+) -> tuple[list[AccountUser], str | None]:
+    """The account's users, newest first, each with whether it holds a seat (whom to assign)."""
+    caller.require_admin_or_service()
+    rows = await repository.list_users(session, caller.account_id, cursor, limit)
+    rows, cursor_out = next_cursor(rows, limit, lambda r: (r.created_at, r.user_id))
+    return [
+        AccountUser(user_id=r.user_id, name=r.name, email=r.email, role=r.role, agent=r.agent)
+        for r in rows
+    ], cursor_out
