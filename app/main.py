@@ -28,6 +28,7 @@ from app.errors import (
 )
 from app.idempotency import IdempotencyStore
 from app.ledger.routes import router as ledger_router
+from app.manage import routes as manage
 from app.observability import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (seats_router, ledger_router, directory_router, ops_router):
         app.include_router(router)
     _install_docs(app)
+    manage.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     if settings.cors_origins:
