@@ -113,6 +113,7 @@ async function loadInvoices() {
 }
 
 async function refresh() {
+  state.preview = null; // priced against the plan as it was: ask again for the slider's value
   await loadPlan();
   await loadUsers();
   // Find the caller's own role when the first page of users did not hold it.
@@ -469,9 +470,11 @@ async function confirmChange() {
   const button = $("confirm-button");
   button.disabled = true;
   $("confirm-problem").replaceChildren();
+  // A retry is the same change from the same plan: anything else is a new request.
+  const from = `${state.plan.status}:${state.plan.seats}`;
   let pending = pendingChange();
-  if (!pending || pending.seats !== seats || pending.kind !== kind) {
-    pending = { seats, kind, key: newKey(), quoteId: null };
+  if (!pending || pending.seats !== seats || pending.kind !== kind || pending.from !== from) {
+    pending = { seats, kind, from, key: newKey(), quoteId: null };
   }
   try {
     let result;
