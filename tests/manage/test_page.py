@@ -11,7 +11,8 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
-from playwright.async_api import Page, Route, expect
+import pytest
+from playwright.async_api import Locator, Page, Route, expect
 
 from tests.conftest import NOW, Api
 from tests.manage.conftest import Manage, billing_run
@@ -19,11 +20,14 @@ from tests.manage.conftest import Manage, billing_run
 DEC_1 = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def slider(page: Page):  # type: ignore[no-untyped-def]
+pytestmark = pytest.mark.server
+
+
+def slider(page: Page) -> Locator:
     return page.get_by_role("slider", name="Seats", exact=True)
 
 
-def fact(page: Page, label: str):  # type: ignore[no-untyped-def]
+def fact(page: Page, label: str) -> Locator:
     """The value of one fact of the plan (``Seats``, ``Status``...)."""
     return (
         page.locator("#plan dl > div")
@@ -328,3 +332,20 @@ async def test_admins_and_users_see_what_they_may_do(manage: Manage, api: Api) -
     await page.evaluate("sessionStorage.clear()")
     await page.goto(f"{manage.server.url}/manage")
     await expect(page.get_by_role("heading", name="Sign in to manage seats")).to_be_visible()
+
+
+async def test_the_policy_blocks_other_hosts_and_the_watch_sees_errors(manage: Manage) -> None:
+    """The checks every test ends with can fail: a console error is caught, and the browser
+    itself refuses a request to another origin under the page's Content-Security-Policy."""
+    page = manage.page
+    await manage.open()
+    await expect(page.get_by_role("heading", name="Manage Seats")).to_be_visible()
+    await page.evaluate("console.error('seen by the watch')")
+    blocked = await page.evaluate(
+        "fetch('http://127.0.0.2:9/elsewhere').then(() => 'sent', () => 'refused')"
+    )
+    assert blocked == "refused"
+    errors = manage.watch.console_errors
+    assert "seen by the watch" in errors
+    assert any("Content Security Policy" in e for e in errors), errors
+    errors.clear()  # expected here; anything else still fails the test
