@@ -1,4 +1,4 @@
-"""The ``seats`` command: serve, migrate, token, verify, billing run."""
+"""The ``seats`` command: serve, migrate, token, verify, billing run, demo."""
 
 from __future__ import annotations
 
@@ -144,6 +144,32 @@ def _billing_run(settings: Settings) -> None:
         sys.exit(1)
 
 
+def _demo(args: argparse.Namespace, settings: Settings) -> None:
+    from app.clock import DatabaseTestClock, SystemClock
+    from app.db import Database
+    from app.manage.demo import NotDevMode, demo_exists, page_url, seed_demo
+
+    async def run() -> tuple[bool, bool]:
+        db = Database(settings.database_url)
+        clock = DatabaseTestClock() if settings.test_clock else SystemClock()
+        try:
+            return await seed_demo(db, clock, settings), await demo_exists(db)
+        finally:
+            await db.dispose()
+
+    migrate(settings)
+    try:
+        created, exists = asyncio.run(run())
+    except NotDevMode as exc:
+        sys.exit(f"seats demo: {exc}")
+    if not exists:
+        print("The database already has accounts: no demo account was created.")
+        return
+    print("Demo account created." if created else "Demo account already there.")
+    print("Manage Seats, as the demo's primary admin:")
+    print(f"  {page_url(settings, args.base_url, timedelta(minutes=args.ttl_minutes))}")
+
+
 def _verify(settings: Settings) -> None:
     from app.db import Database
     from app.verify import CHECKS, verify
@@ -189,6 +215,12 @@ def main(argv: list[str] | None = None) -> None:
 
     sub.add_parser("verify", help="check every ledger and seat invariant in SQL")
 
+    demo = sub.add_parser(
+        "demo", help="dev mode: a demo account in an empty database, and its page's URL"
+    )
+    demo.add_argument("--base-url", default="http://127.0.0.1:8000")
+    demo.add_argument("--ttl-minutes", type=int, default=12 * 60)
+
     billing = sub.add_parser("billing", help="billing operations")
     billing_sub = billing.add_subparsers(dest="billing_command", required=True)
     billing_sub.add_parser("run", help="process what is due now (for cron)")
@@ -206,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         _token(args, settings)
     elif args.command == "verify":
         _verify(settings)
+    elif args.command == "demo":
+        _demo(args, settings)
     elif args.command == "billing":
         _billing_run(settings)
 

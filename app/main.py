@@ -25,6 +25,7 @@ from app.errors import (
 )
 from app.idempotency import IdempotencyStore
 from app.ledger.routes import router as ledger_router
+from app.manage import routes as manage
 from app.observability import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ops_router,
     ):
         app.include_router(router)
+    manage.install(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
     # Added innermost first. From the outside in: the request id (so every answer carries

@@ -88,6 +88,8 @@ OPERATION_ERRORS: dict[str, Errors] = {
         UnsupportedCurrency,
     ),
     "createQuote": (*USER, *KEYED, NotAdmin, RenewalDue, UnsupportedCurrency),
+    "previewQuote": (*USER, NotAdmin, RenewalDue, UnsupportedCurrency),
+    "listUsers": (*USER, NotAdmin),
     "purchaseSeats": (
         *USER,
         *KEYED,

@@ -26,7 +26,7 @@ CursorQuery = Annotated[
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the ids the lists are keyed by
 
 T = TypeVar("T")
-S = TypeVar("S", bound=Select[Any])
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 class Page(BaseModel, Generic[T]):

@@ -9,7 +9,7 @@ shared, noisy machine.
 Environment: ``BENCH_DURATION`` seconds per measurement (10, after a 2 s warm-up);
 ``BENCH_SMOKE=1``: a tiny seed (40 accounts), 1 s per measurement and no warm-up, the same
 code path otherwise (CI); ``BENCH_ACCOUNTS`` (1,000); ``BENCH_CONNECTIONS`` (32);
-``BENCH_ONLY`` (comma-separated sections: hot, assign, quote, purchase, scale);
+``BENCH_ONLY`` (comma-separated sections: hot, assign, quote, preview, purchase, scale);
 ``BENCH_PROFILE=dir`` (py-spy records each worker during each load, into dir);
 ``BENCH_CAPTURE_DIR=dir`` (the captured SQL, as files); ``BENCH_SERVICE_ROOT=dir`` (serve the
 ``app/`` of another checkout, for before/after figures). See BENCHMARKS.md.
@@ -499,6 +499,7 @@ PATHS = {
     "hot": "GET agents/{u}",
     "assign": "PUT+DELETE agents/{u}",
     "quote": "POST quotes",
+    "preview": "GET quote-preview",
     "purchase": "POST purchases",
 }
 
@@ -577,6 +578,9 @@ async def measure(
         ("hot", "hot", "hot_read.sql"),
         ("assign", "assign", "assign_cycle.sql"),
         ("quote", "quote", "quote.sql"),
+        # What the Manage Seats slider asks on every move: reads only, nothing stored. The
+        # service only: its SQL is the quote's reads, which the quote rows already compare.
+        ("preview", "preview", "quote_preview.sql"),
         ("purchase", "purchase", "purchase.sql"),
     ):
         if not want(key):
@@ -586,8 +590,8 @@ async def measure(
             levels = [min(CONNS, ACCOUNTS // 4)]
         for conns in levels:
             for target, server in targets:
-                if target == "raw" and key == "purchase":
-                    continue  # the purchase flow is not re-implemented raw: pgbench only
+                if target == "raw" and key in ("purchase", "preview"):
+                    continue  # not re-implemented raw: purchases against pgbench only
                 await load(conn, key, target, PATHS[key], server, mode, conns, lag=2 * conns)
             if pg["pgbench"] and (SQL_DIR / script).exists():
                 variables = {**pgvars, "nclients": str(conns)}

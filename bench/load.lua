@@ -101,6 +101,10 @@ function request()
     local headers = bearer(a.admin)
     headers["Content-Type"] = "application/json"
     return wrk.format("POST", prefix .. a.id .. "/conversations/quotes", headers, body)
+  elseif mode == "preview" then
+    local a = data.acc[math.random(#data.acc)]
+    local path = prefix .. a.id .. "/conversations/quote-preview?seats=" .. (math.random(40))
+    return wrk.format("GET", path, bearer(a.admin))
   elseif mode == "purchase" then
     -- Round robin over this thread's accounts: the k-th visit raises the total to 20 + k.
     local n = #accounts

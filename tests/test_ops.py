@@ -328,10 +328,12 @@ async def test_docs_use_no_external_url_and_their_assets_load(api: Api) -> None:
 SPEC_OPERATIONS = {
     ("get", ROUTE),
     ("post", ROUTE + "/trial"),
+    ("get", ROUTE + "/quote-preview"),
     ("post", ROUTE + "/quotes"),
     ("post", ROUTE + "/purchases"),
     ("post", ROUTE + "/removals"),
     ("get", ROUTE + "/agents"),
+    ("get", ROUTE + "/users"),
     ("put", ROUTE + "/agents/{user_id}"),
     ("delete", ROUTE + "/agents/{user_id}"),
     ("get", ROUTE + "/agents/{user_id}"),

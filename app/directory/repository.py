@@ -12,6 +12,11 @@ async def account_exists(session: AsyncSession, account_id: str) -> bool:
     return (await session.scalar(select(Account.id).where(Account.id == account_id))) is not None
 
 
+async def has_accounts(session: AsyncSession) -> bool:
+    """Whether the directory holds any account at all (an empty database)."""
+    return (await session.scalar(select(Account.id).limit(1))) is not None
+
+
 async def get_account(
     session: AsyncSession, account_id: str, *, for_update: bool = False
 ) -> Account | None:

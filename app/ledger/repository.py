@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import select
+from sqlalchemy import func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ids import new_id
@@ -19,6 +19,7 @@ from app.ledger.models import (
     InvoiceStatus,
 )
 from app.pagination import keyset
+from app.sqltypes import UTCDateTime
 
 
 async def add_event(
@@ -56,10 +57,18 @@ async def invoice_for_request(session: AsyncSession, request_key: str) -> Invoic
 
 
 async def list_invoices(
-    session: AsyncSession, account_id: str, cursor: str | None, limit: int
+    session: AsyncSession,
+    account_id: str,
+    cursor: str | None,
+    limit: int,
+    status: str | None = None,
 ) -> list[Invoice]:
+    """A page of the account's invoices, newest first; only those in ``status`` if given."""
+    query = select(Invoice).where(Invoice.account_id == account_id)
+    if status is not None:
+        query = query.where(Invoice.status == InvoiceStatus(status))
     stmt = keyset(
-        select(Invoice).where(Invoice.account_id == account_id),
+        query,
         Invoice.created_at,
         Invoice.id,
         cursor,
@@ -153,3 +162,49 @@ async def pending_renewals(session: AsyncSession, account_id: str) -> list[Invoi
 async def invoice_account(session: AsyncSession, invoice_id: str) -> str | None:
     """The account an invoice belongs to (read before taking the account's plan lock)."""
     return await session.scalar(select(Invoice.account_id).where(Invoice.id == invoice_id))
+
+
+class OutstandingRenewal(NamedTuple):
+    id: str
+    total: int
+    failure_reason: str | None
+    due_since: datetime
+
+
+async def oldest_outstanding_renewal(
+    session: AsyncSession, account_id: str
+) -> OutstandingRenewal | None:
+    """The account's oldest unpaid (pending) renewal, with its last decline's reason and
+    the time of its first decline (its creation if none was declined yet)."""
+    declined = (ChargeOutcome.invoice_id == Invoice.id) & (ChargeOutcome.outcome == "declined")
+    first_decline = select(func.min(ChargeOutcome.at)).where(declined).scalar_subquery()
+    last_reason = (
+        select(ChargeOutcome.reason)
+        .where(declined)
+        .order_by(ChargeOutcome.number.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            select(
+                Invoice.id,
+                Invoice.total,
+                # A declined renewal stays pending: its reasons are on its attempts' outcomes.
+                func.coalesce(last_reason, Invoice.failure_reason),
+                Invoice.created_at,
+                type_coerce(first_decline, UTCDateTime()),
+            )
+            .where(
+                Invoice.account_id == account_id,
+                Invoice.kind == InvoiceKind.RENEWAL,
+                Invoice.status == InvoiceStatus.PENDING,
+            )
+            .order_by(Invoice.created_at, Invoice.id)
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    invoice_id, total, reason, created_at, first_declined_at = row
+    return OutstandingRenewal(invoice_id, total, reason, first_declined_at or created_at)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 
 from app.deps import CallerDep, SessionDep
 from app.errors import InvoiceNotFound
 from app.ledger import service
-from app.ledger.schemas import EventOut, InvoiceOut
+from app.ledger.schemas import EventOut, InvoiceOut, InvoiceStatusFilter
 from app.openapi_errors import problems
 from app.pagination import CursorQuery, LimitQuery, Page
 
@@ -37,10 +37,16 @@ InvoiceIdPath = Annotated[str, Depends(valid_invoice_id)]
 
 @router.get("/invoices", response_model=Page[InvoiceOut], responses=problems(403))
 async def list_invoices(
-    caller: CallerDep, session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
+    caller: CallerDep,
+    session: SessionDep,
+    limit: LimitQuery = 20,
+    cursor: CursorQuery = None,
+    status: Annotated[
+        InvoiceStatusFilter | None, Query(description="Only the invoices in this status.")
+    ] = None,
 ) -> Page[InvoiceOut]:
     """The ledger, newest first. Admins and services."""
-    data, next_cursor = await service.list_invoices(session, caller, cursor, limit)
+    data, next_cursor = await service.list_invoices(session, caller, cursor, limit, status)
     return Page(data=data, next_cursor=next_cursor)
 
 

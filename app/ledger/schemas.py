@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from app.ledger.models import InvoiceKind, InvoiceStatus
+
+# Every status SPEC §4 names, as a filter: a status no row holds matches nothing.
+InvoiceStatusFilter = Literal["pending", "paid", "failed", "void", "uncollectible"]
 
 
 class InvoiceLineOut(BaseModel):

@@ -28,11 +28,11 @@ async def _shown(session: AsyncSession, invoices: list[Invoice]) -> list[Invoice
 
 
 async def list_invoices(
-    session: AsyncSession, caller: Caller, cursor: str | None, limit: int
+    session: AsyncSession, caller: Caller, cursor: str | None, limit: int, status: str | None = None
 ) -> tuple[list[InvoiceOut], str | None]:
     """The account's invoices, newest first. Admins and services."""
     caller.require_admin_or_service()
-    rows = await repository.list_invoices(session, caller.account_id, cursor, limit)
+    rows = await repository.list_invoices(session, caller.account_id, cursor, limit, status)
     rows, cursor_out = next_cursor(rows, limit, lambda i: (i.created_at, i.id))
     return await _shown(session, rows), cursor_out
 

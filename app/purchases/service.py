@@ -48,7 +48,7 @@ from app.ledger.models import AttemptOutcome, Invoice, InvoiceKind, InvoiceLine,
 from app.ledger.schemas import InvoiceOut
 from app.seats import repository, rules
 from app.seats.schemas import PurchaseIn, PurchaseOut
-from app.seats.service import load, plan_state, price_purchase, summarize, touch
+from app.seats.service import load, plan_state, price_purchase, summary, touch
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ async def answer(deps: Purchases, account_id: str, collected: Collected) -> Stor
             fresh = await ledger.get_invoice(session, invoice.id)
             assert fresh is not None
             body = PurchaseOut(
-                summary=summarize(plan, account, deps.settings, now),
+                summary=await summary(session, plan, account, deps.settings, now),
                 invoice=InvoiceOut.model_validate(fresh),
             )
         return StoredResponse(201, jsonable_encoder(body))

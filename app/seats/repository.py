@@ -129,3 +129,38 @@ async def trim_quotes(session: AsyncSession, account_id: str, keep: int) -> int:
         delete(Quote).where(Quote.account_id == account_id, Quote.id.not_in(newest))
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+class UserRow(NamedTuple):
+    user_id: str
+    name: str
+    email: str
+    role: Role
+    agent: bool
+    created_at: datetime
+
+
+async def list_users(
+    session: AsyncSession, account_id: str, cursor: str | None, limit: int
+) -> list[UserRow]:
+    """A page of the account's users, newest first, each with whether it holds a seat."""
+    stmt = keyset(
+        select(
+            User.id,
+            User.name,
+            User.email,
+            User.role,
+            Assignment.user_id.is_not(None),
+            User.created_at,
+        )
+        .outerjoin(
+            Assignment,
+            (Assignment.account_id == User.account_id) & (Assignment.user_id == User.id),
+        )
+        .where(User.account_id == account_id),
+        User.created_at,
+        User.id,
+        cursor,
+        limit,
+    )
+    return [UserRow(*row) for row in (await session.execute(stmt)).all()]

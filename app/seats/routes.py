@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.deps import (
@@ -23,10 +25,13 @@ from app.openapi_errors import problems
 from app.pagination import CursorQuery, LimitQuery, Page
 from app.seats import service
 from app.seats.schemas import (
+    MAX_SEATS,
+    AccountUser,
     AgentCheck,
     AgentOut,
     PlanSummary,
     QuoteOut,
+    QuotePreview,
     SeatsIn,
 )
 
@@ -57,6 +62,20 @@ async def start_trial(
     return await idem.run(
         req, 201, clock, lambda s, now: service.start_trial(s, caller, now, settings)
     )
+
+
+SeatsQuery = Annotated[
+    int, Query(ge=0, le=MAX_SEATS, description="The new seat total to price.", examples=[25])
+]
+
+
+@router.get("/quote-preview", response_model=QuotePreview, responses=problems(403, 409))
+async def preview_quote(
+    seats: SeatsQuery, caller: CallerDep, session: SessionDep, now: NowDep, settings: SettingsDep
+) -> QuotePreview:
+    """A quote's body for a total, computed and not stored (R8): what a slider asks as it
+    moves. Admins, the primary admin and services."""
+    return await service.preview_quote(session, caller, seats, now, settings)
 
 
 @router.post("/quotes", status_code=201, response_model=QuoteOut, responses=problems(400, 403, 409))
@@ -99,6 +118,16 @@ async def list_agents(
 ) -> Page[AgentOut]:
     """The agents, newest first."""
     data, next_cursor = await service.list_agents(session, caller, cursor, limit)
+    return Page(data=data, next_cursor=next_cursor)
+
+
+@router.get("/users", response_model=Page[AccountUser], responses=problems(403))
+async def list_users(
+    caller: CallerDep, session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
+) -> Page[AccountUser]:
+    """The account's users from the directory, newest first, with whether each is an agent:
+    whom to assign. Admins, the primary admin and services."""
+    data, next_cursor = await service.list_users(session, caller, cursor, limit)
     return Page(data=data, next_cursor=next_cursor)
 
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.billing.periods import BillingCycle
+from app.directory.models import Role
 from app.ledger.schemas import InvoiceOut
 from app.seats.status import PlanStatus
 
@@ -42,6 +43,15 @@ class PeriodOut(BaseModel):
     end: date
 
 
+class OutstandingInvoice(BaseModel):
+    """The renewal invoice to pay with ``POST .../invoices/{id}/pay``."""
+
+    id: str = Field(examples=["inv_01jd4m7c1q9v0c5d3zq7yxk2ab"])
+    total: int = Field(description="What is due, in minor units of the plan's currency.")
+    failure_reason: str | None = Field(description="Why the last charge was declined.")
+    due_since: datetime = Field(description="Its first decline, or when it was invoiced.")
+
+
 class PlanSummary(BaseModel):
     """The plan as the Manage Seats page shows it."""
 
@@ -57,6 +67,9 @@ class PlanSummary(BaseModel):
     cycle_total: int = Field(description="What the paid seats cost per billing cycle.")
     current_period: PeriodOut | None
     next_renewal_at: datetime | None
+    outstanding_invoice: OutstandingInvoice | None = Field(
+        description="The oldest unpaid renewal, for a past-due banner to pay (R9); or null."
+    )
 
 
 class ProrationOut(BaseModel):
@@ -66,9 +79,9 @@ class ProrationOut(BaseModel):
     days_in_period: int
 
 
-class QuoteOut(BaseModel):
-    id: str = Field(examples=["quo_01jd4m7c1q9v0c5d3zq7yxk2ab"])
-    expires_at: datetime
+class QuotePreview(BaseModel):
+    """What a new total would cost now (R8): a quote's body, computed and not stored."""
+
     current_seats: int
     seats: int
     change: int
@@ -81,6 +94,13 @@ class QuoteOut(BaseModel):
     proration: ProrationOut
     allowed: bool = Field(description="False when the total is below the assigned seats (R4).")
     assigned: int
+
+
+class QuoteOut(QuotePreview):
+    """A stored quote, which a purchase may confirm by its id until it expires."""
+
+    id: str = Field(examples=["quo_01jd4m7c1q9v0c5d3zq7yxk2ab"])
+    expires_at: datetime
 
 
 class PurchaseOut(BaseModel):
@@ -100,3 +120,13 @@ class AgentCheck(BaseModel):
     user_id: str
     agent: bool
     active: bool = Field(description="An agent of a trialing, active or past-due plan.")
+
+
+class AccountUser(BaseModel):
+    """A user of the account from the directory, and whether it holds a seat."""
+
+    user_id: str
+    name: str
+    email: str
+    role: Role
+    agent: bool

@@ -24,12 +24,15 @@ from app.pagination import next_cursor
 from app.seats import repository, rules
 from app.seats.models import Assignment, Plan, Quote
 from app.seats.schemas import (
+    AccountUser,
     AgentCheck,
     AgentOut,
+    OutstandingInvoice,
     PeriodOut,
     PlanSummary,
     ProrationOut,
     QuoteOut,
+    QuotePreview,
     TrialOut,
 )
 from app.seats.status import PlanStatus
@@ -61,8 +64,15 @@ def unit_price(settings: Settings, currency: str) -> int:
     return price
 
 
-def summarize(plan: Plan, account: Account, settings: Settings, now: datetime) -> PlanSummary:
-    """The plan summary of ``GET .../conversations``, as the plan stands at ``now``."""
+def summarize(
+    plan: Plan,
+    account: Account,
+    settings: Settings,
+    now: datetime,
+    outstanding: OutstandingInvoice | None = None,
+) -> PlanSummary:
+    """The plan summary of ``GET .../conversations``, as the plan stands at ``now``, from the
+    rows already read."""
     state = plan_state(plan).at(now)
     price = unit_price(settings, account.currency)
     # A paid plan is shown in the cycle it is billed under until its period ends (R12).
@@ -89,7 +99,17 @@ def summarize(plan: Plan, account: Account, settings: Settings, now: datetime) -
         cycle_total=cycle_total(paid, price, cycle),
         current_period=PeriodOut(start=period.start, end=period.end) if period else None,
         next_renewal_at=datetime.combine(period.end, time(), UTC) if period else None,
+        outstanding_invoice=outstanding,
     )
+
+
+async def summary(
+    session: AsyncSession, plan: Plan, account: Account, settings: Settings, now: datetime
+) -> PlanSummary:
+    """The plan summary, with the oldest unpaid renewal read from the ledger."""
+    row = await ledger.oldest_outstanding_renewal(session, plan.account_id)
+    outstanding = None if row is None else OutstandingInvoice(**row._asdict())
+    return summarize(plan, account, settings, now, outstanding)
 
 
 async def load(session: AsyncSession, account_id: str, *, lock: bool) -> tuple[Plan, Account]:
@@ -137,7 +157,7 @@ async def get_summary(
 ) -> PlanSummary:
     """The plan summary for any user of the account, and services."""
     plan, account = await load(session, caller.account_id, lock=False)
-    return summarize(plan, account, settings, now)
+    return await summary(session, plan, account, settings, now)
 
 
 async def start_trial(
@@ -163,47 +183,22 @@ async def start_trial(
         at=now,
         data={"seats_before": before, "seats_after": plan.seats, "ends_at": trial.ends_at},
     )
-    return summarize(plan, account, settings, now)
+    return await summary(session, plan, account, settings, now)
 
 
-async def create_quote(
-    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
-) -> QuoteOut:
-    """R8: price a new total. Stores the quote (so a purchase can confirm it) and nothing else."""
-    caller.require_admin()
-    plan, account = await load(session, caller.account_id, lock=False)
+def price_quote(
+    plan: Plan, account: Account, seats: int, now: datetime, settings: Settings
+) -> QuotePreview:
+    """R8: what a move to ``seats`` costs at ``now``; the one pricing of quotes and previews."""
     state = plan_state(plan).at(now)
     change = price_purchase(state, account, seats, now.date(), settings)
-    cycle, period = change.billing_cycle, change.period
-    quote = Quote(
-        id=new_id("quo"),
-        account_id=caller.account_id,
-        current_seats=state.seats,
-        seats=seats,
-        unit_price=change.unit_price,
-        currency=account.currency,
-        billing_cycle=cycle,
-        period_start=period.start,
-        period_end=period.end,
-        due_now=change.due_now,
-        created_by=caller.actor,
-        created_at=now,
-        expires_at=now + timedelta(seconds=settings.quote_ttl_seconds),
-    )
-    session.add(quote)
-    await session.flush()
-    # Quotes are stored and an admin may ask for many: keep the newest few, so nobody can
-    # fill the table (a purchase naming a dropped quote answers 404 quote_not_found).
-    await repository.trim_quotes(session, caller.account_id, settings.max_live_quotes)
-    return QuoteOut(
-        id=quote.id,
-        expires_at=quote.expires_at,
+    return QuotePreview(
         current_seats=state.seats,
         seats=seats,
         change=change.change,
         currency=account.currency,
         unit_price=change.unit_price,
-        billing_cycle=cycle,
+        billing_cycle=change.billing_cycle,
         monthly_total=change.monthly_total,
         cycle_total=change.cycle_total,
         due_now=change.due_now,
@@ -216,6 +211,45 @@ async def create_quote(
         allowed=rules.check_decrease_allowed(state, seats),
         assigned=plan.assigned,
     )
+
+
+async def preview_quote(
+    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+) -> QuotePreview:
+    """R8 for a slider: the quote's body for ``seats``, computed and not stored."""
+    caller.require_admin_or_service()
+    plan, account = await load(session, caller.account_id, lock=False)
+    return price_quote(plan, account, seats, now, settings)
+
+
+async def create_quote(
+    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+) -> QuoteOut:
+    """R8: price a new total. Stores the quote (so a purchase can confirm it) and nothing else."""
+    caller.require_admin()
+    plan, account = await load(session, caller.account_id, lock=False)
+    priced = price_quote(plan, account, seats, now, settings)
+    quote = Quote(
+        id=new_id("quo"),
+        account_id=caller.account_id,
+        current_seats=priced.current_seats,
+        seats=seats,
+        unit_price=priced.unit_price,
+        currency=priced.currency,
+        billing_cycle=priced.billing_cycle,
+        period_start=priced.proration.period_start,
+        period_end=priced.proration.period_end,
+        due_now=priced.due_now,
+        created_by=caller.actor,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.quote_ttl_seconds),
+    )
+    session.add(quote)
+    await session.flush()
+    # Quotes are stored and an admin may ask for many: keep the newest few, so nobody can
+    # fill the table (a purchase naming a dropped quote answers 404 quote_not_found).
+    await repository.trim_quotes(session, caller.account_id, settings.max_live_quotes)
+    return QuoteOut(id=quote.id, expires_at=quote.expires_at, **dict(priced))
 
 
 async def remove_seats(
@@ -236,7 +270,7 @@ async def remove_seats(
         at=now,
         data={"seats_before": before, "seats_after": seats},
     )
-    return summarize(plan, account, settings, now)
+    return await summary(session, plan, account, settings, now)
 
 
 async def assign(
@@ -337,3 +371,16 @@ async def list_agents(
     rows = await repository.list_agents(session, caller.account_id, cursor, limit)
     rows, cursor_out = next_cursor(rows, limit, lambda a: (a.assigned_at, a.user_id))
     return [AgentOut.model_validate(a) for a in rows], cursor_out
+
+
+async def list_users(
+    session: AsyncSession, caller: Caller, cursor: str | None, limit: int
+) -> tuple[list[AccountUser], str | None]:
+    """The account's users, newest first, each with whether it holds a seat (whom to assign)."""
+    caller.require_admin_or_service()
+    rows = await repository.list_users(session, caller.account_id, cursor, limit)
+    rows, cursor_out = next_cursor(rows, limit, lambda r: (r.created_at, r.user_id))
+    return [
+        AccountUser(user_id=r.user_id, name=r.name, email=r.email, role=r.role, agent=r.agent)
+        for r in rows
+    ], cursor_out

@@ -54,6 +54,7 @@ ROWS = [
     ("quote", "service", "POST quotes", 32),
     ("quote", "raw", "POST quotes", 32),
     ("quote", "pgbench", "POST quotes", 32),
+    ("preview", "service", "GET quote-preview", 32),
     ("purchase", "service", "POST purchases", 10),
     ("purchase", "pgbench", "POST purchases", 10),
     ("scale", "service", "GET agents/{u} 10-agent", 4),

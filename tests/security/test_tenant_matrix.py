@@ -104,10 +104,12 @@ USER_BODY = {"email": "zoe@example.test", "name": "Zoë", "role": "user"}
 ENDPOINTS = [
     Endpoint("GET", V1, ANYONE, 200, changes=False),
     Endpoint("POST", V1 + "/trial", PRIMARY_ONLY, 201, state="fresh", key=True),
+    Endpoint("GET", V1 + "/quote-preview?seats=10", STAFF, 200, changes=False),
     Endpoint("POST", V1 + "/quotes", ADMINS, 201, body={"seats": 10}, key=True),
     Endpoint("POST", V1 + "/purchases", PRIMARY_ONLY, 201, body={"seats": 10}, key=True),
     Endpoint("POST", V1 + "/removals", PRIMARY_ONLY, 200, body={"seats": 4}, key=True),
     Endpoint("GET", V1 + "/agents", ANYONE, 200, changes=False),
+    Endpoint("GET", V1 + "/users", STAFF, 200, changes=False),
     Endpoint("GET", V1 + "/agents/dave", ANYONE, 200, foreign="user_not_found", changes=False),
     Endpoint("PUT", V1 + "/agents/dave", ADMINS, 201, foreign="user_not_found"),
     Endpoint("DELETE", V1 + "/agents/erin", ADMINS, 204, foreign="not_an_agent"),
