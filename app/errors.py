@@ -175,6 +175,19 @@ class IdempotencyKeyReused(AppError):
     status, code, title = 422, "idempotency_key_reused", "Idempotency-Key reused with another body"
 
 
+class UnsupportedCurrency(AppError):
+    """R13: the account's currency has no seat price configured (``SEATS_PRICES``)."""
+
+    status, code, title = 422, "unsupported_currency", "The currency has no configured seat price"
+
+    def __init__(self, currency: str, supported: list[str], detail: str | None = None) -> None:
+        super().__init__(
+            detail or f"No seat price is configured for {currency}.",
+            currency=currency,
+            supported=supported,
+        )
+
+
 class ServiceUnavailable(AppError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
     headers = {"Retry-After": "1"}
@@ -187,6 +200,20 @@ class PaymentPending(ServiceUnavailable):
 
 class NotReady(ServiceUnavailable):
     code, title = "not_ready", "Not ready"
+
+
+class PaymentUnavailable(ServiceUnavailable):
+    """SPEC §6: the payments service refused the request itself (our fault); nothing was
+    charged and the invoice stays pending."""
+
+    code, title = "payment_unavailable", "The payment service is unavailable"
+
+
+class DatabaseConflict(ServiceUnavailable):
+    """SPEC §7: the database aborted the request twice to break a deadlock or a serialization
+    conflict; nothing was kept, and a retry is safe."""
+
+    code, title = "database_conflict", "A concurrent change conflicted with this one"
 
 
 class Problem(BaseModel):
@@ -308,6 +335,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# PostgreSQL aborts one transaction of a deadlock (40P01) or of a serialization conflict (40001);
+# either is safe to run again from the start.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_database_conflict(exc: BaseException) -> bool:
+    """True for a deadlock or serialization failure, however the driver and SQLAlchemy wrap it."""
+    current: BaseException | None = exc
+    for _ in range(5):  # a short chain of causes: SQLAlchemy's error, the driver's, ...
+        if current is None:
+            return False
+        for candidate in (current, getattr(current, "orig", None)):
+            code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+            if code in CONFLICT_SQLSTATES:
+                return True
+        current = current.__cause__
+    return False
+
+
 def _is_database_unavailable(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
@@ -316,7 +362,11 @@ def _is_database_unavailable(exc: Exception) -> bool:
 
 
 async def unexpected_error_response(exc: Exception) -> JSONResponse:
-    """The answer to an exception nobody raised on purpose: 503 if the database is away."""
+    """The answer to an exception nobody raised on purpose: 503 if the database is away or
+    aborted the request to break a conflict (after the route's one retry)."""
+    if is_database_conflict(exc):
+        log.warning("database conflict: %s", exc.__class__.__name__)
+        return error_response(DatabaseConflict("Retry the request: it changed nothing."))
     if _is_database_unavailable(exc):
         log.warning("database unavailable: %s", exc.__class__.__name__)
         return error_response(ServiceUnavailable("The database is unavailable; retry shortly."))

@@ -23,7 +23,10 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``seats serve --workers N`` on a free loopback port, ready when ``start()`` returns."""
+    """``seats serve --workers N`` on a free loopback port, ready when ``start()`` returns.
+
+    Two workers may take half a minute to import on a loaded machine: ``start`` waits 90 s.
+    """
 
     def __init__(self, database_url: str, *, workers: int = 2, **env: str) -> None:
         self.port = free_port()
@@ -43,9 +46,10 @@ class LiveServer:
         # full every worker blocks on its next log line (a burst of tracebacks froze them all).
         self._stderr: IO[bytes] | None = None
 
-    def start(self, timeout: float = 30) -> LiveServer:
+    def start(self, timeout: float = 90) -> LiveServer:
         if self._stderr is None:
-            self._stderr = tempfile.TemporaryFile()
+            # Open for the server's whole life (it may be restarted): closed by __exit__.
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -109,3 +113,6 @@ class LiveServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None

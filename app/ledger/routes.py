@@ -22,8 +22,13 @@ from app.ledger import service
 from app.ledger.schemas import EventOut, InvoiceOut
 from app.openapi_errors import problems
 from app.pagination import CursorQuery, LimitQuery, Page
+from app.retry import RetryOnConflictRoute
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["ledger"])
+router = APIRouter(
+    prefix="/v1/accounts/{account_id}/conversations",
+    tags=["ledger"],
+    route_class=RetryOnConflictRoute,
+)
 
 InvoiceIdPath = Annotated[str, Path(max_length=40, pattern=r"^inv_[0-9a-z]{26}$")]
 

@@ -59,6 +59,9 @@ async def delete_user(api: Api, user_id: str) -> httpx.Response:
 async def test_s7_user_removals_racing_assigns_never_answer_500(
     live: Api, live_settings: Settings, database_url: str, sql: Callable[..., Any]
 ) -> None:
+    # Before the fix every deadlock cost PostgreSQL's deadlock_timeout (1 s) to break, and a
+    # queue of them took longer than the fixture's 30 s: wait long enough to count the 500s.
+    live.client.timeout = httpx.Timeout(120)
     assert (await live.start_trial()).status_code == 201
     users = await live.add_users(USERS)
     others = await live.add_users(USERS // 2, prefix="w")
