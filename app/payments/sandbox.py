@@ -14,7 +14,9 @@ from app.payments.gateway import (
     ChargeResult,
     ChargeSucceeded,
     GatewayUnavailable,
+    VoidSucceeded,
     check_charge_arguments,
+    check_idempotency_key,
 )
 
 DECLINE_PREFIX = "pm_decline"
@@ -45,6 +47,12 @@ class SandboxGateway:
         if payment_method.startswith(UNAVAILABLE_PREFIX):
             raise GatewayUnavailable("sandbox: simulated outage for a pm_unavailable method")
         return ChargeSucceeded(sandbox_charge_id(idempotency_key))
+
+    async def void(self, *, idempotency_key: str) -> VoidSucceeded:
+        """Always succeeds (R14). Stateless, the sandbox cannot know whether the key was
+        charged: it answers as if it had been, refunding the charge it would have made."""
+        check_idempotency_key(idempotency_key)
+        return VoidSucceeded(sandbox_charge_id(idempotency_key))
 
     async def aclose(self) -> None:
         """Nothing to release."""
