@@ -15,7 +15,13 @@ from app.config import Settings
 from app.directory import repository
 from app.directory.models import Account, Role, User
 from app.directory.schemas import AccountIn, UserIn
-from app.errors import Conflict, CurrencyLocked, NotFound, PrimaryAdminRequired
+from app.errors import (
+    Conflict,
+    CurrencyLocked,
+    NotFound,
+    PrimaryAdminRequired,
+    UnsupportedCurrency,
+)
 from app.ledger import repository as ledger
 
 
@@ -25,11 +31,14 @@ async def upsert_account(
     """Create or update an account; ``(account, created)``. Its plan is ``app.seats.members``'s.
 
     A new billing cycle or anchor applies from the next renewal: the current paid period is
-    kept. The currency is fixed once the account has invoices.
+    kept. The currency is fixed once the account has invoices, and must have a seat price (R13).
     """
+    if body.currency is not None:
+        check_currency(body.currency, settings)
     account = await repository.get_account(session, account_id, for_update=True)
     if account is None:
         currency = body.currency or settings.currency
+        check_currency(currency, settings)
         account = Account(
             id=account_id,
             name=body.name,
@@ -53,6 +62,12 @@ async def upsert_account(
     account.currency = currency
     account.updated_at = now
     return account, False
+
+
+def check_currency(currency: str, settings: Settings) -> None:
+    """R13: an account may use only a currency with a configured seat price."""
+    if settings.price_for(currency) is None:
+        raise UnsupportedCurrency(currency, sorted(settings.prices))
 
 
 async def upsert_user(
