@@ -35,6 +35,7 @@ from app.errors import (
     IdempotencyKeyRequired,
     PaymentDeclined,
     PaymentPending,
+    PaymentUnavailable,
     QuoteNotFound,
     QuoteStale,
 )
@@ -49,6 +50,7 @@ from app.payments.gateway import (
     ChargeResult,
     ChargeSucceeded,
     Gateway,
+    GatewayRejected,
     GatewayUnavailable,
 )
 from app.seats import repository, rules
@@ -219,6 +221,15 @@ async def charge(
         raise PaymentPending(
             "The payment service did not answer; the purchase completes on a retry with "
             "the same Idempotency-Key, or automatically.",
+            invoice_id=invoice.id,
+        ) from exc
+    except GatewayRejected as exc:
+        # SPEC §6: our fault (credentials, URL), not a decline: nothing charged, stays pending.
+        CHARGES.labels("rejected").inc()
+        log.error("payments service refused the charge of %s: %s", invoice.id, exc)
+        raise PaymentUnavailable(
+            "The payment service refused the request; nothing was charged and the purchase "
+            "stays pending until it is fixed.",
             invoice_id=invoice.id,
         ) from exc
     CHARGES.labels("succeeded" if isinstance(result, ChargeSucceeded) else "declined").inc()
