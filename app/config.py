@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+_CURRENCY = re.compile(CURRENCY_PATTERN)
+
+# A monthly seat price in the currency's minor units: an integer, never a float or a string.
+Price = Annotated[StrictInt, Field(ge=0)]
 
 
 class Settings(BaseSettings):
@@ -28,8 +34,20 @@ class Settings(BaseSettings):
     jwt_private_key: str | None = Field(
         default=None, description="PEM private key, only for `seats token` with RS256."
     )
-    price_monthly: int = Field(default=1900, ge=0, description="Seat price per month, cents.")
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    price_monthly: int = Field(
+        default=1900,
+        ge=0,
+        description="Seat price per month of SEATS_CURRENCY, in minor units, when SEATS_PRICES "
+        "does not name that currency (the setting from before SEATS_PRICES).",
+    )
+    currency: str = Field(
+        default="USD", pattern=CURRENCY_PATTERN, description="Currency of new accounts."
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description="R13: JSON map of currency to monthly seat price in its minor units, e.g. "
+        '{"USD": 1900, "IDR": 300000}. After validation it always names SEATS_CURRENCY.',
+    )
     trial_days: int = Field(default=14, ge=1)
     trial_seats: int = Field(default=20, ge=1)
     test_clock: bool = Field(default=False, description="Enables PUT /internal/v1/test-clock.")
@@ -69,10 +87,6 @@ class Settings(BaseSettings):
     )
     billing_batch_size: int = Field(
         default=200, ge=1, le=10_000, description="Rows a billing-run job claims at a time."
-    )
-    prices: dict[str, int] = Field(
-        default_factory=dict,
-        description="JSON map of currency to monthly seat price in minor units (R13).",
     )
     quote_ttl_seconds: int = Field(default=15 * 60, ge=1)
     alembic_ini: Path | None = Field(
@@ -146,15 +160,25 @@ class Settings(BaseSettings):
                 raise ValueError("SEATS_JWT_SECRET is empty")
         if self.payments_gateway == "http" and not self.payments_url:
             raise ValueError("SEATS_PAYMENTS_URL is required with SEATS_PAYMENTS_GATEWAY=http")
+        self._settle_prices()
         return self
 
+    def _settle_prices(self) -> None:
+        """SPEC §3 Prices: SEATS_PRICES, with SEATS_PRICE_MONTHLY as SEATS_CURRENCY's price
+        when the map does not name it, so settings from before SEATS_PRICES keep working."""
+        bad = sorted(code for code in self.prices if not _CURRENCY.fullmatch(code))
+        if bad:
+            raise ValueError(
+                f"SEATS_PRICES: currencies must be 3 uppercase letters (ISO 4217), got {bad}"
+            )
+        if self.currency not in self.prices:
+            self.prices = {**self.prices, self.currency: self.price_monthly}
+        # One truth: code that still reads price_monthly gets the default currency's price.
+        self.price_monthly = self.prices[self.currency]
+
     def price_for(self, currency: str) -> int | None:
-        """The monthly seat price in ``currency``; None when that currency has no price."""
-        if currency in self.prices:
-            return self.prices[currency]
-        if currency == self.currency:
-            return self.price_monthly
-        return None
+        """The monthly seat price of ``currency`` in its minor units; None if unconfigured."""
+        return self.prices.get(currency)
 
     @property
     def jwt_algorithm(self) -> str:

@@ -219,8 +219,24 @@ class ValidationFailed(AppError):
 
 
 class UnsupportedCurrency(AppError):
+    """R13: the account's currency has no seat price configured (``SEATS_PRICES``)."""
+
     status, code, title = 422, "unsupported_currency", "The currency has no configured seat price"
-    fields = {"currency": {"type": "string", "description": "The currency without a price."}}
+    fields = {
+        "currency": {"type": "string", "description": "The currency without a price."},
+        "supported": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The currencies that have a seat price.",
+        },
+    }
+
+    def __init__(self, currency: str, supported: list[str], detail: str | None = None) -> None:
+        super().__init__(
+            detail or f"No seat price is configured for {currency}.",
+            currency=currency,
+            supported=supported,
+        )
 
 
 class IdempotencyKeyReused(AppError):
@@ -272,6 +288,13 @@ def error_classes() -> list[type[AppError]]:
         found.setdefault(cls.code, cls)
         pending.extend(cls.__subclasses__())
     return sorted(found.values(), key=lambda cls: (cls.status, cls.code))
+
+
+class DatabaseConflict(ServiceUnavailable):
+    """SPEC §7: the database aborted the request twice to break a deadlock or a serialization
+    conflict; nothing was kept, and a retry is safe."""
+
+    code, title = "database_conflict", "A concurrent change conflicted with this one"
 
 
 def problem_response(
@@ -377,6 +400,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# PostgreSQL aborts one transaction of a deadlock (40P01) or of a serialization conflict (40001);
+# either is safe to run again from the start.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_database_conflict(exc: BaseException) -> bool:
+    """True for a deadlock or serialization failure, however the driver and SQLAlchemy wrap it."""
+    current: BaseException | None = exc
+    for _ in range(5):  # a short chain of causes: SQLAlchemy's error, the driver's, ...
+        if current is None:
+            return False
+        for candidate in (current, getattr(current, "orig", None)):
+            code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+            if code in CONFLICT_SQLSTATES:
+                return True
+        current = current.__cause__
+    return False
+
+
 def _is_database_unavailable(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
@@ -385,7 +427,11 @@ def _is_database_unavailable(exc: Exception) -> bool:
 
 
 async def unexpected_error_response(exc: Exception) -> JSONResponse:
-    """The answer to an exception nobody raised on purpose: 503 if the database is away."""
+    """The answer to an exception nobody raised on purpose: 503 if the database is away or
+    aborted the request to break a conflict (after the route's one retry)."""
+    if is_database_conflict(exc):
+        log.warning("database conflict: %s", exc.__class__.__name__)
+        return error_response(DatabaseConflict("Retry the request: it changed nothing."))
     if _is_database_unavailable(exc):
         log.warning("database unavailable: %s", exc.__class__.__name__)
         return error_response(ServiceUnavailable("The database is unavailable; retry shortly."))

@@ -159,9 +159,10 @@ _DESCRIPTIONS = {
     405: "method_not_allowed",
     409: "Conflict with the current state; `code` says which rule",
     413: "payload_too_large",
-    422: "validation_error (with `errors`), or idempotency_key_reused",
+    422: "validation_error (with `errors`), idempotency_key_reused, or unsupported_currency",
     500: "internal_error: the body carries the request id, never a traceback",
-    503: "service_unavailable or payment_pending: retry later",
+    503: "service_unavailable, payment_pending, payment_unavailable or database_conflict "
+    "(with Retry-After): retry later",
 }
 
 

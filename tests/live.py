@@ -6,8 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from types import TracebackType
+from typing import IO
 
 import httpx
 
@@ -21,7 +23,10 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``seats serve --workers N`` on a free loopback port, ready when ``start()`` returns."""
+    """``seats serve --workers N`` on a free loopback port, ready when ``start()`` returns.
+
+    Two workers may take half a minute to import on a loaded machine: ``start`` waits 90 s.
+    """
 
     def __init__(
         self, database_url: str, *, workers: int = 2, args: tuple[str, ...] = (), **env: str
@@ -40,8 +45,14 @@ class LiveServer:
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        # A file, not a pipe: nobody reads a pipe while the server runs, and once its buffer is
+        # full every worker blocks on its next log line (a burst of tracebacks froze them all).
+        self._stderr: IO[bytes] | None = None
 
-    def start(self, timeout: float = 30) -> LiveServer:
+    def start(self, timeout: float = 90) -> LiveServer:
+        if self._stderr is None:
+            # Open for the server's whole life (it may be restarted): closed by __exit__.
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -56,12 +67,12 @@ class LiveServer:
             ],
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                err = self.stderr_text()
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {err[-2000:]}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
@@ -71,6 +82,16 @@ class LiveServer:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not become ready")
+
+    def stderr_text(self) -> str:
+        """Everything the server wrote to stderr so far."""
+        if self._stderr is None:
+            return ""
+        self._stderr.flush()
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace")
+        self._stderr.seek(0, 2)
+        return text
 
     def wait_exit(self, timeout: float = 10) -> int:
         assert self.proc is not None
@@ -96,3 +117,6 @@ class LiveServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None

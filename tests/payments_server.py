@@ -1,8 +1,16 @@
 """A real payments service for tests: an HTTP server on 127.0.0.1 in a background thread.
 
 It implements the contract ``app.payments.http`` documents (``POST /charges`` with an
-``Idempotency-Key``), records every charge, and can be told to misbehave in the ways that matter
-for a charge: answer late, fail after or before charging, throttle, or stop altogether.
+``Idempotency-Key``, ``POST /charges/{key}/void``), records every charge and void, and can be
+told to misbehave in the ways that matter for a charge: answer late, fail after or before
+charging, throttle, refuse the request itself (``refuse_next(n, 401)``, or a required
+``api_key``), or stop altogether.
+
+A void makes its key unable to charge, ever: it answers ``{"status": "voided",
+"refunded_charge_id": ...}`` (the key's captured charge, now refunded, or null), the same again
+for a second void, and any later charge under that key is a **decline** (``402 {"status":
+"declined", "reason": "key_voided"}``), never a charge: definitive, so the caller does not retry
+it. (Not 409: the client reads 409 as "still being processed" and would retry it.)
 
     with PaymentsServer() as server:
         gateway = HttpGateway(server.url)
@@ -25,8 +33,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+# Faults apply to the next POSTs to /charges and /charges/{key}/void alike ("charge" below reads
+# "void" for a void).
 FaultMode = Literal[
     "timeout_after_charge",  # record the charge, then answer only after ``hang_seconds``
     "error_after_charge",  # record the charge, then answer 500
@@ -64,13 +74,18 @@ class _Answer:
 class PaymentsServer:
     """The platform's payments service, in a thread; a context manager that starts and stops it."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None) -> None:
         self.host = host
+        # When set, a POST without "Authorization: Bearer <api_key>" is refused with 401.
+        self.api_key = api_key
         self.hang_seconds = 3.0  # how long "timeout_after_charge" holds its answer
         self.retry_after = "0"  # the Retry-After header "rate_limited" sends
         self._port = port
         self._lock = threading.Lock()
         self._faults: deque[str] = deque()
+        self._refusals: deque[int] = deque()
+        self._voided: dict[str, str | None] = {}  # key -> the charge its void refunded
+        self._voids: list[dict[str, Any]] = []
         self._answers: dict[str, _Answer] = {}
         self._charges: list[dict[str, Any]] = []
         self._received: list[ReceivedRequest] = []
@@ -137,6 +152,32 @@ class PaymentsServer:
         with self._lock:
             self._faults.extend([mode] * n)
 
+    def refuse_next(self, n: int, status: int) -> None:
+        """The next ``n`` POSTs (charges or voids) are refused with ``status`` (a 4xx), charging
+        nothing: what a wrong URL (404), bad credentials (401/403) or a request the service
+        cannot read (400/422) look like."""
+        if not 400 <= status < 500:
+            raise ValueError(f"a refusal is a 4xx status, got {status}")
+        with self._lock:
+            self._refusals.extend([status] * n)
+
+    @property
+    def voids(self) -> list[dict[str, Any]]:
+        """Every void that took effect (the first for its key), oldest first (a copy)."""
+        with self._lock:
+            return [dict(void) for void in self._voids]
+
+    def is_voided(self, idempotency_key: str) -> bool:
+        with self._lock:
+            return idempotency_key in self._voided
+
+    @property
+    def captured(self) -> list[dict[str, Any]]:
+        """The charges that were not refunded by a void: the money actually collected."""
+        with self._lock:
+            refunded = set(self._voided.values())
+            return [dict(c) for c in self._charges if c["id"] not in refunded]
+
     @property
     def charges(self) -> list[dict[str, Any]]:
         """Every charge recorded, oldest first (a copy)."""
@@ -161,17 +202,38 @@ class PaymentsServer:
 
     # --- called by the handler threads -------------------------------------------------------
 
-    def _receive(self, request: ReceivedRequest) -> tuple[str | None, threading.Event]:
+    def _receive(self, request: ReceivedRequest) -> tuple[int | None, str | None, threading.Event]:
+        """Record the request; the refusal (a status) or the fault it meets, if any."""
         with self._lock:
             self._received.append(request)
-            fault = None
-            if request.method == "POST" and request.path == "/charges" and self._faults:
-                fault = self._faults.popleft()
-            return fault, self._stopping
+            refusal = fault = None
+            if request.method == "POST" and _operation(request.path) is not None:
+                if (
+                    self.api_key is not None
+                    and request.headers.get("authorization") != f"Bearer {self.api_key}"
+                ):
+                    refusal = 401
+                elif self._refusals:
+                    refusal = self._refusals.popleft()
+                elif self._faults:
+                    fault = self._faults.popleft()
+            return refusal, fault, self._stopping
+
+    def _void(self, key: str) -> tuple[int, dict[str, Any]]:
+        """Void the key (refunding its captured charge), or answer the first void again."""
+        with self._lock:
+            if key not in self._voided:
+                stored = self._answers.get(key)
+                refunded = stored.body.get("id") if stored and stored.status == 201 else None
+                self._voided[key] = refunded
+                self._voids.append({"idempotency_key": key, "refunded_charge_id": refunded})
+            return 200, {"status": "voided", "refunded_charge_id": self._voided[key]}
 
     def _charge(self, key: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Answer from the idempotency store, or decide and store the answer: atomically."""
         with self._lock:
+            if key in self._voided:
+                return 402, {"status": "declined", "reason": "key_voided"}
             stored = self._answers.get(key)
             if stored is not None:
                 if stored.request != request:
@@ -223,9 +285,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         owner = self.server.owner
         request = self._request()
-        fault, stopping = owner._receive(request)
-        if request.path != "/charges":
+        refusal, fault, stopping = owner._receive(request)
+        operation = _operation(request.path)
+        if operation is None:
             return self._send(404, {"code": "not_found"})
+        if refusal is not None:
+            code = "unauthorized" if refusal == 401 else f"refused_{refusal}"
+            return self._send(refusal, {"code": code})
         if fault == "error_before_charge":
             return self._send(503, {"code": "unavailable"})
         if fault == "rate_limited":
@@ -234,6 +300,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(400, {"code": "invalid_request"})
         if fault == "malformed":
             return self._send_raw(200, b"<html>upstream proxy says hello</html>", "text/html")
+        if operation[0] == "void":
+            status, body = owner._void(operation[1])
+            return self._finish(status, body, fault, stopping)
         key = request.headers.get("idempotency-key", "")
         if not key:
             return self._send(400, {"code": "idempotency_key_required"})
@@ -241,10 +310,16 @@ class _Handler(BaseHTTPRequestHandler):
         if charge is None:
             return self._send(400, {"code": "invalid_request"})
         status, body = owner._charge(key, charge)
+        return self._finish(status, body, fault, stopping)
+
+    def _finish(
+        self, status: int, body: dict[str, Any], fault: str | None, stopping: threading.Event
+    ) -> None:
+        """Send the answer of a charge or void that took effect, as the fault wants it."""
         if fault == "error_after_charge":
             return self._send(500, {"code": "internal_error"})
         if fault == "timeout_after_charge":
-            stopping.wait(owner.hang_seconds)
+            stopping.wait(self.server.owner.hang_seconds)
         return self._send(status, body)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -281,6 +356,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except ConnectionError:
             pass  # the client gave up waiting (a timeout it was meant to hit)
+
+
+def _operation(path: str) -> tuple[str, str] | None:
+    """``("charge", "")`` for /charges, ``("void", key)`` for /charges/{key}/void, else None."""
+    if path == "/charges":
+        return "charge", ""
+    parts = path.split("/")
+    if len(parts) == 4 and parts[:2] == ["", "charges"] and parts[3] == "void" and parts[2]:
+        return "void", unquote(parts[2])
+    return None
 
 
 def _parse_charge(raw: bytes) -> dict[str, Any] | None:

@@ -255,9 +255,8 @@ async def _pending_purchases(deps: BillingRun, now: datetime, report: RunReport)
             elif done.wait is Wait.IN_FLIGHT:
                 report.charges_in_flight_elsewhere += 1
             elif done.invoice.status is InvoiceStatus.PENDING:
-                report.errors.append(
-                    f"{invoice.id}: void_unconfirmed: {done.reason or 'no answer'}"
-                )
+                log.error("void of %s unconfirmed: %s", invoice.id, done.reason or "no answer")
+                report.errors.append(f"{invoice.id}: void_unconfirmed")
             return
         _count_purchase(report, await deps.collector.collect(invoice.id, plans.SYSTEM, Mode.RUN))
 
@@ -281,7 +280,7 @@ def _count_unsettled(report: RunReport, done: Collected) -> None:
     elif done.outcome is AttemptOutcome.UNAVAILABLE:
         report.charges_unavailable += 1
     elif done.outcome is AttemptOutcome.REJECTED:
-        report.errors.append(f"{done.invoice.id}: payment_unavailable: {done.reason}")
+        report.errors.append(f"{done.invoice.id}: payment_unavailable")
 
 
 async def _collect_renewals(deps: BillingRun, report: RunReport) -> None:

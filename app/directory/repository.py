@@ -20,9 +20,17 @@ async def has_accounts(session: AsyncSession) -> bool:
 async def get_account(
     session: AsyncSession, account_id: str, *, for_update: bool = False
 ) -> Account | None:
+    """The account; with ``for_update``, locked until the transaction ends.
+
+    The lock is ``FOR NO KEY UPDATE`` (plain ``FOR UPDATE`` on SQLite's serialized writes): it
+    serializes directory changes of one account, yet does not block the key-share locks that
+    the foreign keys of seat writes take on the account (an event, an invoice), so a
+    directory change never waits on a seat write or the other way round. Lock order (SPEC §7):
+    whoever also needs the plan locks it first (``app.seats.members``).
+    """
     stmt = select(Account).where(Account.id == account_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     return await session.scalar(stmt)
 
 
@@ -35,6 +43,12 @@ async def user_role(session: AsyncSession, account_id: str, user_id: str) -> Rol
 
 async def get_user(session: AsyncSession, account_id: str, user_id: str) -> User | None:
     return await session.get(User, (account_id, user_id))
+
+
+async def delete_user(session: AsyncSession, user: User) -> None:
+    """Delete the user's row (its seat, if any, must be freed first: a foreign key says so)."""
+    await session.delete(user)
+    await session.flush()
 
 
 async def demote_primary_admin(session: AsyncSession, account_id: str, keep: str) -> None:

@@ -8,8 +8,12 @@ from app.deps import AccountIdPath, NowDep, ServiceDep, SessionDep, SettingsDep,
 from app.directory import service
 from app.directory.schemas import AccountIn, AccountOut, UserIn, UserOut
 from app.openapi_errors import problems
+from app.retry import RetryOnConflictRoute
+from app.seats import members
 
-router = APIRouter(prefix="/internal/v1/accounts", tags=["internal: directory"])
+router = APIRouter(
+    prefix="/internal/v1/accounts", tags=["internal: directory"], route_class=RetryOnConflictRoute
+)
 
 
 @router.put(
@@ -28,7 +32,7 @@ async def upsert_account(
     response: Response,
 ) -> AccountOut:
     """Create (201) or update (200) an account."""
-    account, created = await service.upsert_account(session, account_id, body, now, settings)
+    account, created = await members.upsert_account(session, account_id, body, now, settings)
     response.status_code = 201 if created else 200
     return AccountOut.model_validate(account)
 
@@ -63,5 +67,5 @@ async def delete_user(
     now: NowDep,
 ) -> Response:
     """Remove a user; a seat it held is freed."""
-    await service.remove_user(session, account_id, user_id, f"service:{principal.subject}", now)
+    await members.remove_user(session, account_id, user_id, f"service:{principal.subject}", now)
     return Response(status_code=204)

@@ -1,4 +1,8 @@
-"""The directory: accounts and users, upserted by the platform (SPEC §4, internal)."""
+"""The directory: accounts and users, upserted by the platform (SPEC §4, internal).
+
+It knows nothing of seats: opening an account's plan and removing a user who may hold a seat
+are orchestrated by ``app.seats.members``, which takes the plan's lock first (SPEC §7).
+"""
 
 from __future__ import annotations
 
@@ -11,24 +15,30 @@ from app.config import Settings
 from app.directory import repository
 from app.directory.models import Account, Role, User
 from app.directory.schemas import AccountIn, UserIn
-from app.errors import Conflict, CurrencyLocked, NotFound, PrimaryAdminRequired, UserNotFound
+from app.errors import (
+    Conflict,
+    CurrencyLocked,
+    NotFound,
+    PrimaryAdminRequired,
+    UnsupportedCurrency,
+)
 from app.ledger import repository as ledger
-from app.seats import service as seats
-from app.seats.models import Plan
-from app.seats.status import PlanStatus
 
 
 async def upsert_account(
     session: AsyncSession, account_id: str, body: AccountIn, now: datetime, settings: Settings
 ) -> tuple[Account, bool]:
-    """Create or update an account (and its empty plan); ``(account, created)``.
+    """Create or update an account; ``(account, created)``. Its plan is ``app.seats.members``'s.
 
     A new billing cycle or anchor applies from the next renewal: the current paid period is
-    kept. The currency is fixed once the account has invoices.
+    kept. The currency is fixed once the account has invoices, and must have a seat price (R13).
     """
+    if body.currency is not None:
+        check_currency(body.currency, settings)
     account = await repository.get_account(session, account_id, for_update=True)
     if account is None:
         currency = body.currency or settings.currency
+        check_currency(currency, settings)
         account = Account(
             id=account_id,
             name=body.name,
@@ -40,19 +50,7 @@ async def upsert_account(
             updated_at=now,
         )
         session.add(account)
-        await session.flush()
-        session.add(
-            Plan(
-                account_id=account_id,
-                status=PlanStatus.NONE,
-                seats=0,
-                assigned=0,
-                version=0,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        await _flush(session)
+        await flush_or_conflict(session)
         return account, True
     currency = body.currency or account.currency  # absent: keep the account's currency
     if currency != account.currency and await ledger.has_invoices(session, account_id):
@@ -64,6 +62,12 @@ async def upsert_account(
     account.currency = currency
     account.updated_at = now
     return account, False
+
+
+def check_currency(currency: str, settings: Settings) -> None:
+    """R13: an account may use only a currency with a configured seat price."""
+    if settings.price_for(currency) is None:
+        raise UnsupportedCurrency(currency, sorted(settings.prices))
 
 
 async def upsert_user(
@@ -89,27 +93,12 @@ async def upsert_user(
     user.name = body.name
     user.role = body.role
     user.updated_at = now
-    await _flush(session)
+    await flush_or_conflict(session)
     return user, created
 
 
-async def remove_user(
-    session: AsyncSession, account_id: str, user_id: str, actor: str, now: datetime
-) -> None:
-    """Remove a user; a seat it held is freed, with an event."""
-    if await repository.get_account(session, account_id, for_update=True) is None:
-        raise NotFound("No such account.")
-    user = await repository.get_user(session, account_id, user_id)
-    if user is None:
-        raise UserNotFound(f"No user {user_id!r} in this account.")
-    if user.role is Role.PRIMARY_ADMIN:
-        raise PrimaryAdminRequired("Name another primary admin before removing this one.")
-    await seats.release_seat(session, account_id, user_id, actor, now, reason="user_removed")
-    await session.delete(user)
-    await session.flush()
-
-
-async def _flush(session: AsyncSession) -> None:
+async def flush_or_conflict(session: AsyncSession) -> None:
+    """Flush; a unique key a concurrent request took first is ``409 conflict``."""
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent change won the race: the caller may retry

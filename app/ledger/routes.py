@@ -13,8 +13,13 @@ from app.ledger import service
 from app.ledger.schemas import EventOut, InvoiceOut, InvoiceStatusFilter
 from app.openapi_errors import problems
 from app.pagination import CursorQuery, LimitQuery, Page
+from app.retry import RetryOnConflictRoute
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["ledger"])
+router = APIRouter(
+    prefix="/v1/accounts/{account_id}/conversations",
+    tags=["ledger"],
+    route_class=RetryOnConflictRoute,
+)
 
 _INVOICE_ID = re.compile(r"^inv_[0-9a-z]{26}$")
 

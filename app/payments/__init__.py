@@ -6,7 +6,9 @@ from app.payments.gateway import (
     ChargeResult,
     ChargeSucceeded,
     Gateway,
+    GatewayRejected,
     GatewayUnavailable,
+    VoidSucceeded,
 )
 from app.payments.http import HttpGateway
 from app.payments.sandbox import SandboxGateway
@@ -16,8 +18,10 @@ __all__ = [
     "ChargeResult",
     "ChargeSucceeded",
     "Gateway",
+    "GatewayRejected",
     "GatewayUnavailable",
     "HttpGateway",
     "SandboxGateway",
+    "VoidSucceeded",
     "make_gateway",
 ]

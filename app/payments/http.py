@@ -1,29 +1,47 @@
 """The ``http`` gateway: the platform's payments service, called with httpx (SPEC §6).
 
-Request::
+Requests::
 
     POST {base_url}/charges
     Idempotency-Key: <key>                 (the invoice id: one charge per key, ever)
     Authorization: Bearer <api_key>        (only when an api key is configured)
     {"payment_method": "pm_...", "amount": 1900, "currency": "USD", "description": "..."}
 
-Response contract of the payments service, and what each answer becomes:
+    POST {base_url}/charges/{key}/void     (R14: the key can never charge again)
+    Idempotency-Key: <key>
+    Authorization: Bearer <api_key>
+
+Response contract of the payments service, and what each answer becomes.
+
+A charge:
 
 * 2xx ``{"id": "ch_...", "status": "succeeded"}``     -> ``ChargeSucceeded(id)``
 * 2xx ``{"status": "declined", "reason": "..."}``      -> ``ChargeDeclined(reason)``
 * 402 ``{"reason": "..."}`` (or ``{"code": "..."}``)   -> ``ChargeDeclined(reason)``
-* any other 4xx except 408, 409, 425 and 429           -> ``ChargeDeclined("rejected_<status>")``:
-  the service refused this request for good, so sending it again cannot succeed.
+
+  These two are the only declines: the payment method itself was refused.
+
+A void:
+
+* 2xx ``{"status": "voided", "refunded_charge_id": "ch_..." | null}`` -> ``VoidSucceeded``
+
+Both:
+
+* any other 4xx except 408, 409, 425 and 429 (400, 401, 403, 404, 422, ...; for a void, 402
+  too) -> ``GatewayRejected`` at once, never retried: the service refused the request itself
+  (bad credentials, a wrong URL, a malformed request). That is our fault, not the customer's:
+  nothing was charged, so it must not count as a decline (a wrong API key would otherwise
+  send every plan past due); the caller keeps the invoice pending and reports it.
 * 408, 409 (the same key is still being processed), 425, 429, 5xx, any other status, a 2xx
-  whose body is not one of the two above, timeouts (connect, read, write, pool), refused or
+  whose body is not one of the above, timeouts (connect, read, write, pool), refused or
   reset connections -> unknown outcome: retried.
 
 Retries always reuse the same idempotency key, so a charge that went through before the
-connection dropped is answered from the service's idempotency store instead of charging again.
-At most ``max_attempts`` attempts are made, ``backoff * 2**n`` seconds apart (a numeric
-``Retry-After`` header is obeyed instead, up to 2 s); then ``GatewayUnavailable`` is raised and
-the caller keeps the invoice pending. A definitive answer (succeeded or declined) is never
-retried.
+connection dropped is answered from the service's idempotency store instead of charging again
+(and a void is idempotent by its path). At most ``max_attempts`` attempts are made,
+``backoff * 2**n`` seconds apart (a numeric ``Retry-After`` header is obeyed instead, up to
+2 s); then ``GatewayUnavailable`` is raised and the caller keeps the invoice pending. A
+definitive answer is never retried.
 """
 
 from __future__ import annotations
@@ -31,8 +49,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -44,7 +64,10 @@ from app.payments.gateway import (
     GatewayUnavailable,
     VoidSucceeded,
     check_charge_arguments,
+    check_idempotency_key,
 )
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +120,7 @@ class HttpGateway:
         idempotency_key: str,
         description: str,
     ) -> ChargeResult:
-        """POST /charges until a definitive answer, or raise GatewayUnavailable."""
+        """POST /charges until a definitive answer; GatewayUnavailable or GatewayRejected."""
         check_charge_arguments(amount=amount, currency=currency, idempotency_key=idempotency_key)
         body = {
             "payment_method": payment_method,
@@ -105,23 +128,45 @@ class HttpGateway:
             "currency": currency,
             "description": description,
         }
+        return await self._until_definitive("/charges", body, idempotency_key, _interpret_charge)
+
+    async def void(self, *, idempotency_key: str) -> VoidSucceeded:
+        """POST /charges/{key}/void until a definitive answer; GatewayUnavailable or
+        GatewayRejected."""
+        check_idempotency_key(idempotency_key)
+        path = f"/charges/{quote(idempotency_key, safe='')}/void"
+        return await self._until_definitive(path, None, idempotency_key, _interpret_void)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def _until_definitive(
+        self,
+        path: str,
+        body: dict[str, Any] | None,
+        idempotency_key: str,
+        interpret: Callable[[httpx.Response], T | _Retry],
+    ) -> T:
         headers = {"Idempotency-Key": idempotency_key}
         for attempt in range(self.max_attempts):
-            outcome = await self._attempt(body, headers)
+            outcome = await self._attempt(path, body, headers, interpret)
             if not isinstance(outcome, _Retry):
                 return outcome
             if attempt + 1 == self.max_attempts:
                 raise GatewayUnavailable(
-                    f"payments service: no definitive answer after {self.max_attempts} "
-                    f"attempt(s) for idempotency key {idempotency_key!r}; last: {outcome.what}"
+                    f"payments service: no definitive answer to POST {path} after "
+                    f"{self.max_attempts} attempt(s) for idempotency key {idempotency_key!r}; "
+                    f"last: {outcome.what}"
                 )
             delay = self.backoff * 2**attempt
             if outcome.retry_after is not None:
                 delay = outcome.retry_after
             log.warning(
-                "payments: attempt %d/%d for key %r: %s; retrying in %.2fs",
+                "payments: attempt %d/%d of POST %s for key %r: %s; retrying in %.2fs",
                 attempt + 1,
                 self.max_attempts,
+                path,
                 idempotency_key,
                 outcome.what,
                 delay,
@@ -129,39 +174,24 @@ class HttpGateway:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    async def void(self, *, idempotency_key: str) -> VoidSucceeded:
-        """POST /charges/{key}/void once; GatewayUnavailable when there is no clear answer."""
-        try:
-            response = await self._client.post(f"/charges/{idempotency_key}/void")
-        except httpx.RequestError as exc:
-            raise GatewayUnavailable(f"void of {idempotency_key!r}: {exc!r}") from exc
-        payload = _json_object(response)
-        if 200 <= response.status_code < 300 and payload.get("status") == "voided":
-            refunded = payload.get("refunded_charge_id")
-            return VoidSucceeded(refunded if isinstance(refunded, str) else None)
-        status = response.status_code
-        if 400 <= status < 500 and status not in _RETRYABLE_4XX:
-            raise GatewayRejected(f"payments service refused the void: HTTP {status}")
-        raise GatewayUnavailable(f"void of {idempotency_key!r}: HTTP {status}")
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
-
     async def _attempt(
-        self, body: dict[str, Any], headers: dict[str, str]
-    ) -> ChargeResult | _Retry:
+        self,
+        path: str,
+        body: dict[str, Any] | None,
+        headers: dict[str, str],
+        interpret: Callable[[httpx.Response], T | _Retry],
+    ) -> T | _Retry:
         try:
-            response = await self._client.post("/charges", json=body, headers=headers)
+            response = await self._client.post(path, json=body, headers=headers)
         except httpx.TimeoutException as exc:
             return _Retry(f"{type(exc).__name__} (timed out)")
         except httpx.RequestError as exc:
             return _Retry(f"{type(exc).__name__}: {exc}")
-        return _interpret(response)
+        return interpret(response)
 
 
-def _interpret(response: httpx.Response) -> ChargeResult | _Retry:
-    """Map one response to a definitive answer, or to a retry (see the module docstring)."""
+def _interpret_charge(response: httpx.Response) -> ChargeResult | _Retry:
+    """Map one answer to POST /charges (see the module docstring)."""
     status = response.status_code
     payload = _json_object(response)
     if 200 <= status < 300:
@@ -173,8 +203,31 @@ def _interpret(response: httpx.Response) -> ChargeResult | _Retry:
         return _Retry(f"HTTP {status} with an unrecognised body: {response.text[:200]!r}")
     if status == 402:
         return ChargeDeclined(_reason(payload))
+    return _refusal_or_retry(response, payload)
+
+
+def _interpret_void(response: httpx.Response) -> VoidSucceeded | _Retry:
+    """Map one answer to POST /charges/{key}/void (see the module docstring)."""
+    status = response.status_code
+    payload = _json_object(response)
+    if 200 <= status < 300:
+        refunded = payload.get("refunded_charge_id")
+        if payload.get("status") == "voided" and (refunded is None or isinstance(refunded, str)):
+            return VoidSucceeded(refunded or None)
+        return _Retry(f"HTTP {status} with an unrecognised body: {response.text[:200]!r}")
+    return _refusal_or_retry(response, payload)
+
+
+def _refusal_or_retry(response: httpx.Response, payload: dict[str, Any]) -> _Retry:
+    """A non-2xx answer that is not a decline: the service's own refusal, or "not now"."""
+    status = response.status_code
     if 400 <= status < 500 and status not in _RETRYABLE_4XX:
-        raise GatewayRejected(f"payments service refused the request: HTTP {status}")
+        code = payload.get("code")
+        what = f" ({code})" if isinstance(code, str) and code else ""
+        raise GatewayRejected(
+            f"payments service refused POST {response.request.url.path}: HTTP {status}{what}",
+            status=status,
+        )
     return _Retry(f"HTTP {status}", retry_after_seconds(response))
 
 

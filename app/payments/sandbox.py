@@ -16,6 +16,7 @@ from app.payments.gateway import (
     GatewayUnavailable,
     VoidSucceeded,
     check_charge_arguments,
+    check_idempotency_key,
 )
 
 DECLINE_PREFIX = "pm_decline"
@@ -48,8 +49,10 @@ class SandboxGateway:
         return ChargeSucceeded(sandbox_charge_id(idempotency_key))
 
     async def void(self, *, idempotency_key: str) -> VoidSucceeded:
-        """Always succeeds (SPEC §6)."""
-        return VoidSucceeded(refunded_charge_id=None)
+        """Always succeeds (R14). Stateless, the sandbox cannot know whether the key was
+        charged: it answers as if it had been, refunding the charge it would have made."""
+        check_idempotency_key(idempotency_key)
+        return VoidSucceeded(sandbox_charge_id(idempotency_key))
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -20,6 +20,9 @@ async def lock_plan(session: AsyncSession, account_id: str) -> Plan | None:
 
     Every seat-changing operation takes this lock before it checks a rule: two requests
     can then never both see the same empty seat, nor both raise or lower the same total.
+
+    Lock order (SPEC §7): this is the first lock a transaction takes on an account, before the
+    account row or any other; see ``app.seats.members`` for the directory changes.
     """
     return await session.scalar(select(Plan).where(Plan.account_id == account_id).with_for_update())
 

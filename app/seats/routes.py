@@ -23,6 +23,7 @@ from app.deps import (
 )
 from app.openapi_errors import problems
 from app.pagination import CursorQuery, LimitQuery, Page
+from app.retry import RetryOnConflictRoute
 from app.seats import service
 from app.seats.schemas import (
     MAX_SEATS,
@@ -35,7 +36,11 @@ from app.seats.schemas import (
     SeatsIn,
 )
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["seats"])
+router = APIRouter(
+    prefix="/v1/accounts/{account_id}/conversations",
+    tags=["seats"],
+    route_class=RetryOnConflictRoute,
+)
 
 
 @router.get("", response_model=PlanSummary, responses=problems(403))

@@ -60,7 +60,7 @@ def unit_price(settings: Settings, currency: str) -> int:
     """The monthly seat price of ``currency`` (R13): refused when none is configured."""
     price = settings.price_for(currency)
     if price is None:
-        raise UnsupportedCurrency(f"No seat price is configured for {currency}.", currency=currency)
+        raise UnsupportedCurrency(currency, sorted(settings.prices))
     return price
 
 

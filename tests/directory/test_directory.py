@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import NOW, Api, problem
+from app.config import Settings
+from tests.conftest import NOW, Api, make_settings, problem
 
 ACCOUNT = {
     "name": "Initech",
@@ -19,6 +20,12 @@ ACCOUNT = {
 }
 
 Sql = Callable[..., Any]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Prices in three currencies, so that accounts may change theirs (R13)."""
+    return make_settings(database_url, prices={"USD": 1900, "EUR": 1700, "GBP": 1500})
 
 
 async def put_account_raw(api: Api, account_id: str, body: Any) -> httpx.Response:

@@ -13,8 +13,10 @@ from app.payments import (
     ChargeDeclined,
     ChargeResult,
     ChargeSucceeded,
+    GatewayRejected,
     GatewayUnavailable,
     HttpGateway,
+    VoidSucceeded,
     make_gateway,
 )
 from app.payments.http import retry_after_seconds
@@ -145,22 +147,150 @@ async def test_different_keys_charge_separately(
     assert await charge(gateway, key="inv_2") == ChargeSucceeded("ch_2")
 
 
-async def test_a_permanent_refusal_is_a_decline_and_not_retried(
+# SPEC §6: only a decline is a decline. The service refusing the request itself is our fault.
+
+
+async def test_s6_a_bad_request_is_rejected_not_declined_and_not_retried(
     gateway: HttpGateway, payments_server: PaymentsServer
 ) -> None:
     payments_server.fail_next(1, "bad_request")
-    assert await charge(gateway) == ChargeDeclined("rejected_400")
+    with pytest.raises(GatewayRejected, match="HTTP 400") as refused:
+        await charge(gateway)
+    assert refused.value.status == 400
     assert payments_server.requests == 1
     assert payments_server.charges == []
 
 
-async def test_reusing_a_key_for_another_charge_is_refused(
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 410, 413, 415, 422, 451])
+async def test_s6_a_refusal_of_the_service_is_rejected_not_declined(
+    gateway: HttpGateway, payments_server: PaymentsServer, status: int
+) -> None:
+    payments_server.refuse_next(1, status)
+    with pytest.raises(GatewayRejected) as refused:
+        await charge(gateway)
+    assert refused.value.status == status
+    assert payments_server.requests == 1  # never retried
+    assert payments_server.charges == []
+    # Nothing was charged: the same key charges once the service accepts the request.
+    assert await charge(gateway) == ChargeSucceeded("ch_1")
+
+
+async def test_s6_a_wrong_api_key_is_rejected_not_declined(
+    connect: Connect, payments_server: PaymentsServer
+) -> None:
+    payments_server.api_key = "sk_test_right"
+    with pytest.raises(GatewayRejected, match="HTTP 401") as refused:
+        await charge(connect(api_key="sk_test_wrong"))
+    assert refused.value.status == 401
+    with pytest.raises(GatewayRejected, match="HTTP 401"):
+        await charge(connect())  # no key at all
+    assert payments_server.charges == []
+    assert await charge(connect(api_key="sk_test_right")) == ChargeSucceeded("ch_1")
+
+
+async def test_s6_only_a_402_is_a_decline(
+    gateway: HttpGateway, payments_server: PaymentsServer
+) -> None:
+    payments_server.refuse_next(1, 402)
+    assert await charge(gateway) == ChargeDeclined("refused_402")  # its "code" is the reason
+    assert await charge(gateway, key="inv_2", payment_method="pm_decline_card") == (
+        ChargeDeclined("card_declined")
+    )
+    assert payments_server.charges == []
+
+
+async def test_reusing_a_key_for_another_charge_is_rejected(
     gateway: HttpGateway, payments_server: PaymentsServer
 ) -> None:
     await charge(gateway, key="inv_1", amount=1900)
-    assert await charge(gateway, key="inv_1", amount=3800) == ChargeDeclined("rejected_422")
+    with pytest.raises(GatewayRejected, match="idempotency_key_reused") as refused:
+        await charge(gateway, key="inv_1", amount=3800)
+    assert refused.value.status == 422
     assert payments_server.requests == 2
     assert len(payments_server.charges) == 1
+
+
+# --- void (R14): the key can never charge again ---------------------------------------------
+
+
+async def test_r14_void_of_a_captured_key_refunds_its_charge(
+    connect: Connect, payments_server: PaymentsServer
+) -> None:
+    gateway = connect(api_key="sk_test_123")
+    assert await charge(gateway, key="inv_1") == ChargeSucceeded("ch_1")
+    assert await gateway.void(idempotency_key="inv_1") == VoidSucceeded("ch_1")
+    request = payments_server.received[-1]
+    assert (request.method, request.path) == ("POST", "/charges/inv_1/void")
+    assert request.headers["idempotency-key"] == "inv_1"
+    assert request.headers["authorization"] == "Bearer sk_test_123"
+    assert payments_server.voids == [{"idempotency_key": "inv_1", "refunded_charge_id": "ch_1"}]
+    assert payments_server.captured == []
+    # The key is dead: a late retry of the charge is a decline, never a second charge.
+    assert await charge(gateway, key="inv_1") == ChargeDeclined("key_voided")
+    assert len(payments_server.charges) == 1
+
+
+async def test_r14_void_of_an_uncharged_key_refunds_nothing_and_blocks_the_key(
+    gateway: HttpGateway, payments_server: PaymentsServer
+) -> None:
+    assert await gateway.void(idempotency_key="inv_9") == VoidSucceeded(None)
+    assert await charge(gateway, key="inv_9") == ChargeDeclined("key_voided")
+    assert payments_server.charges == []
+
+
+async def test_r14_voiding_twice_answers_the_same(
+    gateway: HttpGateway, payments_server: PaymentsServer
+) -> None:
+    await charge(gateway, key="inv_1")
+    first = await gateway.void(idempotency_key="inv_1")
+    assert await gateway.void(idempotency_key="inv_1") == first == VoidSucceeded("ch_1")
+    assert len(payments_server.voids) == 1
+
+
+async def test_r14_the_key_is_escaped_in_the_void_path(
+    gateway: HttpGateway, payments_server: PaymentsServer
+) -> None:
+    assert await gateway.void(idempotency_key="inv/1 x?") == VoidSucceeded(None)
+    assert payments_server.received[-1].path == "/charges/inv%2F1%20x%3F/void"
+    assert payments_server.is_voided("inv/1 x?")
+
+
+@pytest.mark.parametrize(
+    "fault", ["error_before_charge", "error_after_charge", "timeout_after_charge", "malformed"]
+)
+async def test_r14_a_void_without_a_definitive_answer_is_retried(
+    gateway: HttpGateway, payments_server: PaymentsServer, fault: str
+) -> None:
+    await charge(gateway, key="inv_1")
+    payments_server.fail_next(1, fault)
+    assert await gateway.void(idempotency_key="inv_1") == VoidSucceeded("ch_1")
+    assert payments_server.requests == 3
+    assert len(payments_server.voids) == 1
+
+
+async def test_r14_a_void_never_answered_is_unavailable(
+    gateway: HttpGateway, payments_server: PaymentsServer
+) -> None:
+    payments_server.fail_next(3, "error_before_charge")
+    with pytest.raises(GatewayUnavailable, match="void"):
+        await gateway.void(idempotency_key="inv_1")
+    assert payments_server.requests == 3
+    assert payments_server.voids == []
+    payments_server.stop()
+    with pytest.raises(GatewayUnavailable, match="ConnectError"):
+        await gateway.void(idempotency_key="inv_1")
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422])
+async def test_r14_a_refused_void_is_rejected_at_once(
+    gateway: HttpGateway, payments_server: PaymentsServer, status: int
+) -> None:
+    payments_server.refuse_next(1, status)
+    with pytest.raises(GatewayRejected) as refused:
+        await gateway.void(idempotency_key="inv_1")
+    assert refused.value.status == status
+    assert payments_server.requests == 1
+    assert payments_server.voids == []
 
 
 # --- unknown outcomes: retried with the same key --------------------------------------------
@@ -280,8 +410,6 @@ async def test_connection_refused_is_unavailable_until_the_server_is_back(
         (402, {"reason": "insufficient_funds"}, ChargeDeclined("insufficient_funds")),
         (402, {"code": "card_declined"}, ChargeDeclined("card_declined")),
         (402, None, ChargeDeclined("declined")),
-        (403, {"code": "forbidden"}, ChargeDeclined("rejected_403")),
-        (404, None, ChargeDeclined("rejected_404")),
     ],
 )
 async def test_definitive_answers(status: int, body: object, expected: ChargeResult) -> None:
@@ -329,6 +457,84 @@ async def test_unknown_outcomes_are_retried(status: int, body: object) -> None:
     try:
         with pytest.raises(GatewayUnavailable, match=f"HTTP {status}"):
             await charge(gateway)
+    finally:
+        await gateway.aclose()
+    assert calls == 3
+
+
+# Every 4xx but the decline (402) and the "not now" ones (408, 409, 425, 429).
+REFUSALS = [s for s in range(400, 500) if s not in {402, 408, 409, 425, 429}]
+
+
+@pytest.mark.parametrize("operation", ["charge", "void"])
+async def test_s6_every_other_4xx_is_rejected_at_once(operation: str) -> None:
+    calls, status = 0, 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(status, json={"code": "nope"})
+
+    for status in REFUSALS:
+        gateway = HttpGateway(
+            "http://payments.invalid", backoff=0, transport=httpx.MockTransport(handler)
+        )
+        calls = 0
+        try:
+            with pytest.raises(GatewayRejected) as refused:
+                if operation == "charge":
+                    await charge(gateway)
+                else:
+                    await gateway.void(idempotency_key="inv_1")
+        finally:
+            await gateway.aclose()
+        assert (refused.value.status, calls) == (status, 1)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (200, {"status": "voided", "refunded_charge_id": "ch_9"}, VoidSucceeded("ch_9")),
+        (201, {"status": "voided", "refunded_charge_id": None}, VoidSucceeded(None)),
+        (200, {"status": "voided"}, VoidSucceeded(None)),
+    ],
+)
+async def test_void_answers(status: int, body: object, expected: VoidSucceeded) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/charges/inv_1/void"
+        return httpx.Response(status, json=body)
+
+    gateway = HttpGateway("http://payments.invalid", transport=httpx.MockTransport(handler))
+    try:
+        assert await gateway.void(idempotency_key="inv_1") == expected
+    finally:
+        await gateway.aclose()
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, {"status": "pending"}),
+        (200, {"status": "voided", "refunded_charge_id": 7}),
+        (409, None),
+        (429, None),
+        (503, None),
+    ],
+)
+async def test_void_unknown_outcomes_are_retried(status: int, body: object) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(status, json=body) if body is not None else httpx.Response(status)
+
+    gateway = HttpGateway(
+        "http://payments.invalid", backoff=0, transport=httpx.MockTransport(handler)
+    )
+    try:
+        with pytest.raises(GatewayUnavailable, match=f"HTTP {status}"):
+            await gateway.void(idempotency_key="inv_1")
     finally:
         await gateway.aclose()
     assert calls == 3

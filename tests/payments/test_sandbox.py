@@ -13,6 +13,7 @@ from app.payments import (
     Gateway,
     GatewayUnavailable,
     SandboxGateway,
+    VoidSucceeded,
     make_gateway,
 )
 
@@ -70,6 +71,24 @@ async def test_the_charge_id_is_derived_from_the_key() -> None:
 async def test_a_nonsensical_charge_is_a_programming_error(amount: int, currency: str) -> None:
     with pytest.raises(ValueError):
         await charge(SandboxGateway(), amount=amount, currency=currency)
+
+
+@pytest.mark.parametrize("payment_method", ["pm_card_visa", "pm_unavailable_gateway_down"])
+async def test_r14_a_void_always_succeeds_refunding_the_charge_of_the_key(
+    payment_method: str,
+) -> None:
+    gateway = SandboxGateway()
+    charged = ChargeSucceeded("ch_" + hashlib.sha256(b"inv_1").hexdigest()[:24])
+    if payment_method == "pm_card_visa":
+        assert await charge(gateway, payment_method, key="inv_1") == charged
+    # Stateless, it answers the same in every process, whatever happened before.
+    assert await gateway.void(idempotency_key="inv_1") == VoidSucceeded(charged.charge_id)
+    assert await SandboxGateway().void(idempotency_key="inv_1") == VoidSucceeded(charged.charge_id)
+
+
+async def test_voiding_an_empty_key_is_a_programming_error() -> None:
+    with pytest.raises(ValueError):
+        await SandboxGateway().void(idempotency_key="")
 
 
 async def test_aclose_is_a_no_op() -> None:

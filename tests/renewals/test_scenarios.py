@@ -158,7 +158,8 @@ async def test_r9_r10_a_year_of_billing_reconciles_with_the_payments_server(
     server.fail_next(3, "error_after_charge")
     problem(await api.buy(8, key="july"), 503, "payment_pending")
     books.expected[("acme", "purchase", date(2027, 7, 10))] = prorated(4, 1, 22, 31)
-    books.seats["acme"] = 8  # applied by the next run
+    books.seats["acme"] = 8  # applied by the next run, within SEATS_PENDING_PURCHASE_HOURS
+    await books.travel_to(datetime(2027, 7, 10, 13, tzinfo=UTC))
     # A renewal charged with its answer lost, too: retried under the same key.
     await books.travel_to(datetime(2027, 9, 30, tzinfo=UTC))
     server.fail_next(3, "error_after_charge")
