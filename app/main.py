@@ -37,6 +37,8 @@ from app.ops import head_revision
 from app.ops import router as ops_router
 from app.payments import make_gateway
 from app.seats.routes import router as seats_router
+from app.webhooks import outbox
+from app.webhooks.routes import router as webhooks_router
 
 DESCRIPTION = """
 Seat management for **Conversations**, the team-inbox add-on sold per seat.
@@ -90,7 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.head_revision = head_revision(str(settings.alembic_ini))
 
     install_error_handlers(app)
-    for router in (seats_router, ledger_router, directory_router, ops_router):
+    outbox.install()
+    for router in (seats_router, ledger_router, directory_router, webhooks_router, ops_router):
         app.include_router(router)
     _install_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
