@@ -52,6 +52,7 @@ class _State:
     holds: dict[str, deque[threading.Event]] = field(default_factory=lambda: defaultdict(deque))
     secrets: set[str] = field(default_factory=set)
     default_status: int = 200
+    delay: float = 0.0  # seconds before each answer
 
     def __post_init__(self) -> None:
         self.arrived = threading.Condition(self.lock)
@@ -85,6 +86,8 @@ class Receiver:
                     state.arrived.notify_all()
                 if hold is not None:
                     hold.wait(30)
+                if state.delay:
+                    time.sleep(state.delay)
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
