@@ -50,6 +50,8 @@ OLDEST_AGE = Gauge(
     "Age of the oldest pending delivery on the service clock (0 when none)",
 )
 DISABLED = "webhook_endpoint.disabled"
+# How often the queue gauges are read from the database.
+GAUGE_SECONDS = 2.0
 # Deliveries one task sends before it lets other endpoints have its slot.
 BATCH = 50
 
@@ -242,7 +244,7 @@ class Worker:
                 OLDEST_AGE.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0)
             except Exception:
                 log.exception("webhook worker: cannot read the queue's size")
-            await asyncio.sleep(5)
+            await asyncio.sleep(GAUGE_SECONDS)
 
 
 async def run_worker(db: Database, clock: Clock, settings: Settings) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any
@@ -25,9 +26,7 @@ WORKER_ENV = {
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(
-        database_url, webhook_allow_hosts="127.0.0.1", webhook_poll_seconds=0.05
-    )
+    return make_settings(database_url, webhook_allow_hosts="127.0.0.1", webhook_poll_seconds=0.05)
 
 
 @pytest.fixture
@@ -105,15 +104,22 @@ class WorkerProcess:
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        # A file, not a pipe: a worker logging into a full pipe would block.
+        self.log = tempfile.TemporaryFile()
 
     def start(self) -> WorkerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "webhooks", "deliver"],
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
         return self
+
+    def output(self) -> str:
+        """What the worker logged so far."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -129,5 +135,4 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self.log.close()

@@ -14,7 +14,9 @@ async def make_events(api: Api, count: int) -> list[str]:
     if plan["status"] == "none":
         assert (await api.start_trial()).status_code == 201
         made += 1
-    agent = any(a["user_id"] == "carol" for a in (await api.call("GET", "acme", "/agents")).json()["data"])
+    agent = any(
+        a["user_id"] == "carol" for a in (await api.call("GET", "acme", "/agents")).json()["data"]
+    )
     while made < count:
         r = await (api.unassign("carol") if agent else api.assign("carol"))
         assert r.status_code in (201, 204), r.text

@@ -37,7 +37,11 @@ async def test_every_event_is_delivered_signed_with_the_spec_body(
         assert set(body) == {"id", "type", "account_id", "at", "data"}
         assert body["id"] == d.id and body["account_id"] == "acme"
         assert parse(body["at"]) == NOW  # the event's own time: the test clock
-    assert [d.json()["type"] for d in got] == ["trial.started", "agent.assigned", "agent.unassigned"]
+    assert [d.json()["type"] for d in got] == [
+        "trial.started",
+        "agent.assigned",
+        "agent.unassigned",
+    ]
     # webhook-timestamp is the wall clock of the send, not the (frozen, older) test clock.
     sent = int(got[0].headers["webhook-timestamp"])
     assert abs(sent - got[0].received_at) < 5

@@ -119,9 +119,7 @@ async def test_a_name_that_resolves_inward_is_refused(api: Api) -> None:
     except OSError:
         pytest.skip("this machine's own name does not resolve")
     assert addresses  # this machine's name resolves to its own (non-public) addresses
-    r = await api.client.post(
-        BASE, json={"url": f"https://{host}/hook"}, headers=api.as_service()
-    )
+    r = await api.client.post(BASE, json={"url": f"https://{host}/hook"}, headers=api.as_service())
     problem(r, 422, "webhook_url_refused")
 
 

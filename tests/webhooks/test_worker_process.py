@@ -6,11 +6,14 @@ import asyncio
 import signal
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import Api, postgres_only
+from tests.conftest import NOW, Api, postgres_only
+from tests.live import free_port
 from tests.webhooks.conftest import WorkerProcess, create_endpoint, until_attempts
 from tests.webhooks.helpers import make_events
 from tests.webhooks.receiver import Receiver
@@ -23,6 +26,8 @@ def processes(database_url: str) -> Iterator[list[WorkerProcess]]:
     started: list[WorkerProcess] = []
     yield started
     for proc in started:
+        if output := proc.output():
+            print(output)  # shown by pytest when the test failed
         proc.stop()
 
 
@@ -98,3 +103,49 @@ async def test_two_workers_deliver_each_event_once_in_order(
     assert len(got) == len(ids) * len(paths)  # none twice
     for path in paths:
         assert [d.id for d in got if d.path == path] == ids
+
+
+async def test_the_worker_serves_its_metrics(
+    api: Api, receiver: Receiver, database_url: str, processes: list[WorkerProcess]
+) -> None:
+    port = free_port()
+    await create_endpoint(api, receiver.url("/ok"))
+    down = await create_endpoint(api, receiver.url("/down"))
+    receiver.plan("/down", 500)
+    spawn(processes, database_url, SEATS_WEBHOOK_METRICS_PORT=str(port))
+    await make_events(api, 1)
+    await until_attempts(api, down["id"], 1)
+    await api.set_clock(NOW + timedelta(minutes=1))  # the failed one waits 5 s, then
+    await until_attempts(api, down["id"], 2)
+    receiver.plan("/down", 500)
+    await make_events(api, 1)  # ... a second event, whose first try fails too
+    await until_attempts(api, down["id"], 3)
+    await receiver.until(5)
+    # Short of its 5 s retry delay: it stays queued.
+    await api.set_clock(NOW + timedelta(minutes=1, seconds=4))
+    metrics = await until_metric(port, "seats_webhook_queue_depth 1.0")
+    assert 'seats_webhook_deliveries_total{outcome="delivered"} 3.0' in metrics
+    assert 'seats_webhook_deliveries_total{outcome="failed"} 2.0' in metrics
+    # The oldest pending delivery was queued 4 s ago on the service clock.
+    (age,) = [
+        float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("seats_webhook_oldest_pending_age_seconds ")
+    ]
+    assert age == 4.0
+
+
+async def until_metric(port: int, line: str, timeout: float = 15) -> str:
+    """The worker's /metrics once it contains ``line``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            except httpx.HTTPError:
+                text = ""
+            if line in text.splitlines():
+                return text
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{line!r} not in /metrics:\n{text}")
+            await asyncio.sleep(0.2)
