@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from app.config import Settings
+from app.webhooks.worker import Worker
 from tests.conftest import SECRET, Api, make_settings
 from tests.webhooks.receiver import Receiver
-from app.webhooks.worker import Worker
 
 WORKER_ENV = {
     "SEATS_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
@@ -105,7 +105,7 @@ class WorkerProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
         # A file, not a pipe: a worker logging into a full pipe would block.
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
 
     def start(self) -> WorkerProcess:
         self.proc = subprocess.Popen(
