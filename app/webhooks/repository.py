@@ -78,23 +78,24 @@ async def due_endpoints(session: AsyncSession, now: datetime, limit: int) -> lis
     """Enabled endpoints whose oldest pending delivery is due, most overdue first.
 
     Only the head of each endpoint's queue counts: a later event never overtakes an earlier
-    one that is waiting for its retry.
+    one that is waiting for its retry. One index probe per endpoint (the partial index on
+    pending rows), however long a queue has grown behind a failing endpoint.
     """
-    head = (
-        select(
-            WebhookDelivery.endpoint_id.label("endpoint_id"),
-            func.min(WebhookDelivery.id).label("head_id"),
+    head_due = (
+        select(WebhookDelivery.next_attempt_at)
+        .where(
+            WebhookDelivery.endpoint_id == WebhookEndpoint.id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
         )
-        .where(WebhookDelivery.status == DeliveryStatus.PENDING)
-        .group_by(WebhookDelivery.endpoint_id)
-        .subquery()
+        .order_by(WebhookDelivery.id)
+        .limit(1)
+        .correlate(WebhookEndpoint)
+        .scalar_subquery()
     )
     stmt = (
-        select(WebhookDelivery.endpoint_id)
-        .join(head, WebhookDelivery.id == head.c.head_id)
-        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(WebhookEndpoint.disabled.is_(False), WebhookDelivery.next_attempt_at <= now)
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        select(WebhookEndpoint.id)
+        .where(WebhookEndpoint.disabled.is_(False), head_due <= now)
+        .order_by(head_due, WebhookEndpoint.id)
         .limit(limit)
     )
     return list((await session.scalars(stmt)).all())

@@ -9,7 +9,8 @@ Several workers may run, on several hosts, on PostgreSQL: a worker sends a deliv
 holds its endpoint's row lock (``FOR NO KEY UPDATE SKIP LOCKED``) and records the answer in
 that same transaction. Another worker skips the endpoint; a worker that dies (even SIGKILL)
 releases the lock with its connection, and the delivery it had not recorded is sent again
-with the same ``webhook-id``, which receivers deduplicate on. On SQLite, which has one writer
+with the same ``webhook-id``, which receivers deduplicate on. (A PATCH or DELETE of that
+endpoint waits for the send in flight, at most the 10 s timeout.) On SQLite, which has one writer
 and no row locks, run one worker: it holds no transaction during a send, so the service's
 requests never wait on a slow receiver.
 """
