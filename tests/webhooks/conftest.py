@@ -74,7 +74,7 @@ async def attempts(api: Api, endpoint_id: str) -> list[dict[str, Any]]:
     return list(reversed(r.json()["data"]))
 
 
-async def until_attempts(api: Api, endpoint_id: str, count: int, timeout: float = 20) -> list[Any]:
+async def until_attempts(api: Api, endpoint_id: str, count: int, timeout: float = 60) -> list[Any]:
     """Wait until the log holds ``count`` attempts (the worker records after the send)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -136,7 +136,7 @@ class Receiver:
         """The deliveries to ``path``, in arrival order."""
         return [d for d in self.deliveries if d.path == path]
 
-    def wait_for(self, count: int, path: str | None = None, timeout: float = 20) -> list[Delivery]:
+    def wait_for(self, count: int, path: str | None = None, timeout: float = 60) -> list[Delivery]:
         """Block until ``count`` deliveries (to ``path``, if given) arrived; return them all."""
         deadline = time.monotonic() + timeout
         with self.state.lock:
@@ -150,7 +150,7 @@ class Receiver:
                 self.state.arrived.wait(left)
 
     async def until(
-        self, count: int, path: str | None = None, timeout: float = 20
+        self, count: int, path: str | None = None, timeout: float = 60
     ) -> list[Delivery]:
         """``wait_for`` that lets the event loop run (an in-process worker shares it)."""
         return await asyncio.to_thread(self.wait_for, count, path, timeout)
