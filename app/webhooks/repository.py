@@ -101,19 +101,30 @@ async def due_endpoints(session: AsyncSession, now: datetime, limit: int) -> lis
     return list((await session.scalars(stmt)).all())
 
 
-async def claim_endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpoint | None:
-    """The enabled endpoint, locked for this worker, or None if another worker holds it.
+async def claim_head(
+    session: AsyncSession, endpoint_id: str
+) -> tuple[WebhookEndpoint, WebhookDelivery] | None:
+    """The enabled endpoint, locked for this worker, and its oldest pending delivery.
 
-    FOR NO KEY UPDATE, not FOR UPDATE: the outbox's inserts take a KEY SHARE lock on the
-    endpoint row (the foreign key), and must not wait for a send in flight to finish.
+    None if another worker holds the endpoint, or it has nothing pending. FOR NO KEY UPDATE,
+    not FOR UPDATE: the outbox's inserts take a KEY SHARE lock on the endpoint row (the
+    foreign key), and must not wait for a send in flight to finish.
     """
     stmt = (
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.disabled.is_(False))
-        .with_for_update(skip_locked=True, key_share=True)
+        select(WebhookEndpoint, WebhookDelivery)
+        .join(WebhookDelivery, WebhookDelivery.endpoint_id == WebhookEndpoint.id)
+        .where(
+            WebhookEndpoint.id == endpoint_id,
+            WebhookEndpoint.disabled.is_(False),
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .order_by(WebhookDelivery.id)
+        .limit(1)
+        .with_for_update(of=WebhookEndpoint, skip_locked=True, key_share=True)
         .execution_options(populate_existing=True)
     )
-    return await session.scalar(stmt)
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
 
 
 async def head_delivery(session: AsyncSession, endpoint_id: str) -> WebhookDelivery | None:

@@ -14,6 +14,7 @@ from app.errors import WebhookUrlRefused
 from app.webhooks.urls import pinned_request, resolve
 
 USER_AGENT = "conversations-seats-webhooks/1"
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,17 @@ class Sender:
                 request = self.client.build_request(
                     "POST", pinned, content=body.encode(), headers=headers, extensions=extensions
                 )
-                # The answer's body is not read: only its status counts, and it may be huge.
                 response = await self.client.send(request, stream=True)
-                await response.aclose()
+                try:
+                    # Only the status counts. A short body is read to its end, so that the
+                    # connection goes back to the pool; a long one is cut off.
+                    read = 0
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read > MAX_ANSWER_BYTES:
+                            break
+                finally:
+                    await response.aclose()
         except TimeoutError:
             return Answer(None, "timeout")
         except httpx.HTTPError as exc:

@@ -139,14 +139,15 @@ class Worker:
         if self.db.is_sqlite:
             return await self._deliver_unlocked(endpoint_id)
         async with self.db.transaction() as session:
-            endpoint = await repository.claim_endpoint(session, endpoint_id)
-            if endpoint is None:
-                return False  # another worker holds it, or it was disabled
-            job = await self._job(session, endpoint)
+            claimed = await repository.claim_head(session, endpoint_id)
+            if claimed is None:
+                return False  # another worker holds it, it was disabled, or it is empty
+            endpoint, head = claimed
+            job = self._job(endpoint, head, await self.clock.now(session))
             if job is None:
                 return False
             answer = await self.sender.send(job.url, job.secrets, job.event_id, job.body)
-            await self._record(session, job, answer)
+            await self._record(session, endpoint, head, answer)
         return True
 
     async def _deliver_unlocked(self, endpoint_id: str) -> bool:
@@ -155,18 +156,22 @@ class Worker:
             endpoint = await repository.get_endpoint(session, endpoint_id)
             if endpoint is None or endpoint.disabled:
                 return False
-            job = await self._job(session, endpoint)
+            head = await repository.head_delivery(session, endpoint_id)
+            if head is None:
+                return False
+            job = self._job(endpoint, head, await self.clock.now(session))
         if job is None:
             return False
         answer = await self.sender.send(job.url, job.secrets, job.event_id, job.body)
         async with self.db.transaction() as session:
-            await self._record(session, job, answer)
+            endpoint = await repository.get_endpoint(session, endpoint_id)
+            delivery = await session.get(WebhookDelivery, job.delivery_id)
+            if endpoint is not None and delivery is not None:  # else deleted while in flight
+                await self._record(session, endpoint, delivery, answer)
         return True
 
-    async def _job(self, session: AsyncSession, endpoint: WebhookEndpoint) -> Job | None:
-        now = await self.clock.now(session)
-        head = await repository.head_delivery(session, endpoint.id)
-        if head is None or head.next_attempt_at > now:
+    def _job(self, endpoint: WebhookEndpoint, head: WebhookDelivery, now: datetime) -> Job | None:
+        if head.next_attempt_at > now:
             return None
         return Job(
             endpoint_id=endpoint.id,
@@ -177,11 +182,15 @@ class Worker:
             body=head.body,
         )
 
-    async def _record(self, session: AsyncSession, job: Job, answer: Answer) -> None:
-        endpoint = await session.get(WebhookEndpoint, job.endpoint_id)
-        delivery = await session.get(WebhookDelivery, job.delivery_id)
-        if endpoint is None or delivery is None or delivery.status != DeliveryStatus.PENDING:
-            return  # deleted while in flight
+    async def _record(
+        self,
+        session: AsyncSession,
+        endpoint: WebhookEndpoint,
+        delivery: WebhookDelivery,
+        answer: Answer,
+    ) -> None:
+        if delivery.status != DeliveryStatus.PENDING:
+            return
         now = await self.clock.now(session)
         delivery.attempts += 1
         outcome = outcome_of(answer.status_code, delivery.attempts)
