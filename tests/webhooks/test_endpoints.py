@@ -98,6 +98,8 @@ async def test_redeliver_an_unknown_event(api: Api) -> None:
         "https://[fe80::1]/hook",
         "https://[::ffff:10.0.0.1]/hook",  # a private IPv4 address in IPv6 clothing
         "https://0.0.0.0/hook",
+        "https://2130706433/hook",  # 127.0.0.1 written as one number: caught by resolving it
+        "https://0x7f.1/hook",
         "https://localhost/hook",
         "https://printer.local/hook",
         "https://user:pw@billing.example.com/hook",
