@@ -189,6 +189,28 @@ def _verify(settings: Settings) -> None:
         sys.exit(1)
 
 
+def _webhooks_deliver(settings: Settings) -> None:
+    from app.main import create_app
+    from app.observability import configure_logging
+    from app.webhooks.worker import run_worker
+
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        state = create_app(settings).state
+        try:
+            await run_worker(state.db, state.clock, settings)
+        finally:
+            await state.gateway.aclose()
+            await state.db.dispose()
+
+    if settings.webhook_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.webhook_metrics_port, settings.webhook_metrics_host)
+    asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seats", description="Conversations seats service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +247,10 @@ def main(argv: list[str] | None = None) -> None:
     billing_sub = billing.add_subparsers(dest="billing_command", required=True)
     billing_sub.add_parser("run", help="process what is due now (for cron)")
 
+    webhooks = sub.add_parser("webhooks", help="webhook operations")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    webhooks_sub.add_parser("deliver", help="send queued webhooks until SIGTERM (a worker)")
+
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
@@ -242,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
         _demo(args, settings)
     elif args.command == "billing":
         _billing_run(settings)
+    elif args.command == "webhooks":
+        _webhooks_deliver(settings)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,20 @@ class Settings(BaseSettings):
     timeout_keep_alive: int = Field(
         default=5, ge=1, description="Seconds an idle keep-alive connection stays open."
     )
+    webhook_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts webhooks may reach over plain http or at a "
+        "non-public address (e.g. 127.0.0.1 in tests).",
+    )
+    webhook_concurrency: int = Field(default=16, ge=1, description="Sends in flight per worker.")
+    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds per webhook send.")
+    webhook_poll_seconds: float = Field(
+        default=0.2, gt=0, description="How often an idle webhook worker looks for due rows."
+    )
+    webhook_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="The webhook worker serves /metrics here."
+    )
+    webhook_metrics_host: str = "127.0.0.1"
     fault_point: str | None = Field(
         default=None, description="Test only: crash the process at this named point."
     )

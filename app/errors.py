@@ -103,6 +103,14 @@ class QuoteNotFound(AppError):
     status, code, title = 404, "quote_not_found", "No such quote"
 
 
+class WebhookEndpointNotFound(AppError):
+    status, code, title = 404, "webhook_endpoint_not_found", "No such webhook endpoint"
+
+
+class EventNotFound(AppError):
+    status, code, title = 404, "event_not_found", "No such event"
+
+
 class MethodNotAllowed(AppError):
     status, code, title = 405, "method_not_allowed", "Method not allowed"
 
@@ -237,6 +245,10 @@ class UnsupportedCurrency(AppError):
             currency=currency,
             supported=supported,
         )
+
+
+class WebhookUrlRefused(ValidationFailed):
+    code, title = "webhook_url_refused", "The webhook URL is not allowed"
 
 
 class IdempotencyKeyReused(AppError):

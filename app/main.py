@@ -38,6 +38,8 @@ from app.payments import make_gateway
 from app.purchases.routes import router as purchases_router
 from app.schema import head_revision
 from app.seats.routes import router as seats_router
+from app.webhooks import outbox
+from app.webhooks.routes import router as webhooks_router
 
 DESCRIPTION = """
 Seat management for **Conversations**, the team-inbox add-on sold per seat: an account buys
@@ -120,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.head_revision = head_revision(settings.alembic_ini)
 
     install_error_handlers(app)
+    outbox.install()
     for router in (
         seats_router,
         purchases_router,
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         collection_router,
         directory_router,
         billing_run_router,
+        webhooks_router,
         ops_router,
     ):
         app.include_router(router)

@@ -8,4 +8,5 @@ def import_all() -> None:
     import app.directory.models
     import app.idempotency
     import app.ledger.models
-    import app.seats.models  # noqa: F401
+    import app.seats.models
+    import app.webhooks.models  # noqa: F401

@@ -19,6 +19,7 @@ from app.errors import (
     AppError,
     Conflict,
     CurrencyLocked,
+    EventNotFound,
     IdempotencyKeyInUse,
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
@@ -55,6 +56,8 @@ from app.errors import (
     UnsupportedCurrency,
     UserNotFound,
     ValidationFailed,
+    WebhookEndpointNotFound,
+    WebhookUrlRefused,
     error_classes,
 )
 
@@ -141,6 +144,14 @@ OPERATION_ERRORS: dict[str, Errors] = {
     "upsertUser": (*INTERNAL, PrimaryAdminRequired, Conflict),
     "deleteUser": (*INTERNAL, UserNotFound, PrimaryAdminRequired, Conflict),
     "setTestClock": INTERNAL,
+    "createWebhookEndpoint": (*INTERNAL, WebhookUrlRefused),
+    "listWebhookEndpoints": INTERNAL,
+    "getWebhookEndpoint": (*INTERNAL, WebhookEndpointNotFound),
+    "updateWebhookEndpoint": (*INTERNAL, WebhookEndpointNotFound, WebhookUrlRefused),
+    "deleteWebhookEndpoint": (*INTERNAL, WebhookEndpointNotFound),
+    "rotateWebhookSecret": (*INTERNAL, WebhookEndpointNotFound),
+    "listWebhookDeliveries": (*INTERNAL, WebhookEndpointNotFound),
+    "redeliverEvent": (*INTERNAL, EventNotFound),
     "runBilling": INTERNAL,
 }
 # Unauthenticated operations: no token, no account, no body.

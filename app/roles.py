@@ -42,6 +42,11 @@ PRIVILEGES: dict[str, str] = {
     "charge_outcome": "SELECT, INSERT",
     "event": "SELECT, INSERT",
     # Read by the start-up check and /readyz.
+    # Webhooks (SPEC §8): endpoints are managed, deliveries claimed and updated by the
+    # worker; deleting an endpoint deletes its queue and log with it.
+    "webhook_endpoint": "SELECT, INSERT, UPDATE, DELETE",
+    "webhook_delivery": "SELECT, INSERT, UPDATE, DELETE",
+    "webhook_attempt": "SELECT, INSERT, DELETE",
     "alembic_version": "SELECT",
 }
 

@@ -32,6 +32,9 @@ ON_POSTGRES = bool(PG_URL)
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 TABLES = (
+    "webhook_attempt",
+    "webhook_delivery",
+    "webhook_endpoint",
     "invoice_line",
     "charge_outcome",
     "charge_attempt",

@@ -218,3 +218,23 @@ def test_the_init_script_makes_roles_that_migrate_and_serve() -> None:
         assert asyncio.run(as_runtime()) == "permission denied for table event"
     finally:
         asyncio.run(superuser(*cleanup))
+
+
+def test_compose_runs_the_webhook_worker_as_its_own_service() -> None:
+    services = _compose()["services"]
+    worker = services["webhooks"]
+    command = worker["command"]
+    argv = _exec_form(command) if isinstance(command, str) else [str(a) for a in command]
+    assert argv == ["seats", "webhooks", "deliver"]
+    env = _env(worker)
+    assert env["SEATS_DATABASE_URL"] == _env(services["seats"])["SEATS_DATABASE_URL"]
+    assert env["SEATS_JWT_SECRET"].startswith("${SEATS_JWT_SECRET:?")
+    # The schema must be migrated (by the one-shot owner) before the worker reads the outbox.
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # /healthz is the service's: the worker's health is its metrics port answering.
+    port = env["SEATS_WEBHOOK_METRICS_PORT"]
+    assert port in " ".join(worker["healthcheck"]["test"])
+    # SIGTERM, then time to finish the sends in flight (10 s timeout each).
+    assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"
+    grace = str(worker["stop_grace_period"])
+    assert grace.endswith("s") and int(grace[:-1]) > 10

@@ -310,6 +310,9 @@ async def test_grants_are_exact_and_re_applied_by_every_migrate(api_as_app: Api)
         "charge_attempt": read_insert,
         "charge_outcome": read_insert,
         "event": read_insert,
+        "webhook_endpoint": read_insert | {"UPDATE", "DELETE"},
+        "webhook_delivery": read_insert | {"UPDATE", "DELETE"},
+        "webhook_attempt": read_insert | {"DELETE"},
         "alembic_version": {"SELECT"},
     }
     assert granted == expected

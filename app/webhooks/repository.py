@@ -1,0 +1,156 @@
+"""SQL for webhook endpoints, the outbox and the delivery log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger.models import Event
+from app.pagination import keyset
+from app.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+
+def enabled_endpoints_sync(conn: Connection) -> list[tuple[str, list[str] | None]]:
+    """(id, event_types) of every enabled endpoint, in the caller's transaction (sync)."""
+    stmt = select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+        WebhookEndpoint.disabled.is_(False)
+    )
+    return [(row[0], row[1]) for row in conn.execute(stmt)]
+
+
+def insert_deliveries_sync(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Queue outbox rows in the caller's transaction (sync, for the flush hook)."""
+    conn.execute(insert(WebhookDelivery), list(rows))
+
+
+async def enabled_endpoints(session: AsyncSession) -> list[tuple[str, list[str] | None]]:
+    """(id, event_types) of every enabled endpoint."""
+    return await session.run_sync(lambda s: enabled_endpoints_sync(s.connection()))
+
+
+async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Queue outbox rows in the session's transaction."""
+    if rows:
+        await session.execute(insert(WebhookDelivery), list(rows))
+
+
+async def get_endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpoint | None:
+    return await session.get(WebhookEndpoint, endpoint_id)
+
+
+async def list_endpoints(
+    session: AsyncSession, cursor: str | None, limit: int
+) -> list[WebhookEndpoint]:
+    stmt = keyset(
+        select(WebhookEndpoint), WebhookEndpoint.created_at, WebhookEndpoint.id, cursor, limit
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def list_attempts(
+    session: AsyncSession, endpoint_id: str, cursor: str | None, limit: int
+) -> list[WebhookAttempt]:
+    stmt = keyset(
+        select(WebhookAttempt).where(WebhookAttempt.endpoint_id == endpoint_id),
+        WebhookAttempt.at,
+        WebhookAttempt.id,
+        cursor,
+        limit,
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def get_event(session: AsyncSession, event_id: str) -> Event | None:
+    return await session.get(Event, event_id)
+
+
+async def any_delivery_of(session: AsyncSession, event_id: str) -> WebhookDelivery | None:
+    """A delivery of this event (for events that are no account's, kept only here)."""
+    stmt = select(WebhookDelivery).where(WebhookDelivery.event_id == event_id).limit(1)
+    return await session.scalar(stmt)
+
+
+async def due_endpoints(session: AsyncSession, now: datetime, limit: int) -> list[str]:
+    """Enabled endpoints whose oldest pending delivery is due, most overdue first.
+
+    Only the head of each endpoint's queue counts: a later event never overtakes an earlier
+    one that is waiting for its retry. One index probe per endpoint (the partial index on
+    pending rows), however long a queue has grown behind a failing endpoint.
+    """
+    head_due = (
+        select(WebhookDelivery.next_attempt_at)
+        .where(
+            WebhookDelivery.endpoint_id == WebhookEndpoint.id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .order_by(WebhookDelivery.id)
+        .limit(1)
+        .correlate(WebhookEndpoint)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(WebhookEndpoint.id)
+        .where(WebhookEndpoint.disabled.is_(False), head_due <= now)
+        .order_by(head_due, WebhookEndpoint.id)
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def claim_head(
+    session: AsyncSession, endpoint_id: str
+) -> tuple[WebhookEndpoint, WebhookDelivery] | None:
+    """The enabled endpoint, locked for this worker, and its oldest pending delivery.
+
+    None if another worker holds the endpoint, or it has nothing pending. FOR NO KEY UPDATE,
+    not FOR UPDATE: the outbox's inserts take a KEY SHARE lock on the endpoint row (the
+    foreign key), and must not wait for a send in flight to finish.
+    """
+    stmt = (
+        select(WebhookEndpoint, WebhookDelivery)
+        .join(WebhookDelivery, WebhookDelivery.endpoint_id == WebhookEndpoint.id)
+        .where(
+            WebhookEndpoint.id == endpoint_id,
+            WebhookEndpoint.disabled.is_(False),
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .order_by(WebhookDelivery.id)
+        .limit(1)
+        .with_for_update(of=WebhookEndpoint, skip_locked=True, key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def head_delivery(session: AsyncSession, endpoint_id: str) -> WebhookDelivery | None:
+    """The endpoint's oldest pending delivery."""
+    stmt = (
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .order_by(WebhookDelivery.id)
+        .limit(1)
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(stmt)
+
+
+async def queue_stats(session: AsyncSession) -> tuple[int, datetime | None]:
+    """Pending deliveries to enabled endpoints, and when the oldest of them was queued."""
+    stmt = (
+        select(func.count(), func.min(WebhookDelivery.created_at))
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookEndpoint.disabled.is_(False),
+        )
+    )
+    count, oldest = (await session.execute(stmt)).one()
+    return int(count), oldest
