@@ -38,8 +38,8 @@ from app.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
-    error_response,
 )
+from app.problems import error_response
 from app.sqltypes import UTCDateTime
 
 log = logging.getLogger(__name__)

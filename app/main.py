@@ -17,12 +17,7 @@ from app.collection.service import Collector
 from app.config import Settings, get_settings
 from app.db import Database
 from app.directory.routes import router as directory_router
-from app.errors import (
-    PayloadTooLarge,
-    error_response,
-    install_error_handlers,
-    unexpected_error_response,
-)
+from app.errors import PayloadTooLarge
 from app.idempotency import IdempotencyStore
 from app.ledger.routes import router as ledger_router
 from app.manage import routes as manage
@@ -35,6 +30,7 @@ from app.observability import (
 from app.openapi import build_openapi, operation_id
 from app.ops import router as ops_router
 from app.payments import make_gateway
+from app.problems import error_response, install_error_handlers, unexpected_error_response
 from app.purchases.routes import router as purchases_router
 from app.schema import head_revision
 from app.seats.routes import router as seats_router

@@ -15,8 +15,9 @@ from sqlalchemy import text
 from app.clock import DatabaseTestClock
 from app.deps import ClockDep, DbDep, ServiceDep, SettingsDep
 from app.directory.schemas import IsoText
-from app.errors import NotFound, NotReady, Unauthenticated, error_response
+from app.errors import NotFound, NotReady, Unauthenticated
 from app.openapi_errors import problems
+from app.problems import error_response
 
 router = APIRouter()
 

@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from app.errors import is_database_conflict
+from app.problems import is_database_conflict
 
 log = logging.getLogger(__name__)
 

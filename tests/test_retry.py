@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import Database
 from app.directory.routes import router as directory_router
-from app.errors import install_error_handlers, is_database_conflict
 from app.ledger.routes import router as ledger_router
+from app.problems import install_error_handlers, is_database_conflict
 from app.retry import RetryOnConflictRoute
 from app.seats.routes import router as seats_router
 from tests.conftest import PG_URL, problem
