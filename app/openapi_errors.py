@@ -140,7 +140,7 @@ OPERATION_ERRORS: dict[str, Errors] = {
     ),
     "listEvents": (*USER, NotAdmin),
     # Conflict: a concurrent upsert of the same row won; retrying succeeds.
-    "upsertAccount": (*INTERNAL, CurrencyLocked, Conflict),
+    "upsertAccount": (*INTERNAL, CurrencyLocked, UnsupportedCurrency, Conflict),
     "upsertUser": (*INTERNAL, PrimaryAdminRequired, Conflict),
     "deleteUser": (*INTERNAL, UserNotFound, PrimaryAdminRequired, Conflict),
     "setTestClock": INTERNAL,

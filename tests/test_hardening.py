@@ -217,9 +217,7 @@ def test_startup_warns_loudly_about_test_switches() -> None:
 def test_the_real_server_logs_the_warnings(database_url: str) -> None:
     server = LiveServer(database_url, workers=1, SEATS_LOG_LEVEL="WARNING").start()
     server.stop()
-    assert server.proc is not None and server.proc.stderr is not None
-    err = server.proc.stderr.read().decode()
-    assert "!!! SEATS_TEST_CLOCK=1" in err
+    assert "!!! SEATS_TEST_CLOCK=1" in server.stderr_text()
 
 
 # --- SQL parameters never reach an error message

@@ -17,6 +17,7 @@ from app.directory import repository as directory_repository
 from app.directory import service as directory
 from app.directory.models import Role
 from app.directory.schemas import AccountIn, UserIn
+from app.seats import members
 
 DEMO_ACCOUNT = "demo"
 DEMO_PRIMARY_ADMIN = "ada"
@@ -50,7 +51,7 @@ async def seed_demo(db: Database, clock: Clock, settings: Settings) -> bool:
                 "payment_method": "pm_card_visa",
             }
         )
-        await directory.upsert_account(session, DEMO_ACCOUNT, account, now, settings)
+        await members.upsert_account(session, DEMO_ACCOUNT, account, now, settings)
         for user_id, name, role in DEMO_USERS:
             user = UserIn(email=f"{user_id}@demo.test", name=name, role=role)
             await directory.upsert_user(session, DEMO_ACCOUNT, user_id, user, now)

@@ -123,7 +123,9 @@ async def test_the_worker_serves_its_metrics(
     await receiver.until(5)
     # Short of its 5 s retry delay: it stays queued.
     await api.set_clock(NOW + timedelta(minutes=1, seconds=4))
-    metrics = await until_metric(port, "seats_webhook_queue_depth 1.0")
+    # The gauges are refreshed every 2 s: wait for the ones read at this clock.
+    metrics = await until_metric(port, "seats_webhook_oldest_pending_age_seconds 4.0")
+    assert "seats_webhook_queue_depth 1.0" in metrics.splitlines()
     assert 'seats_webhook_deliveries_total{outcome="delivered"} 3.0' in metrics
     assert 'seats_webhook_deliveries_total{outcome="failed"} 2.0' in metrics
     # The oldest pending delivery was queued 4 s ago on the service clock.
