@@ -304,7 +304,9 @@ async def reset_database(database_url: str) -> None:
             await conn.run_sync(lambda sync: metadata.reflect(sync))
         names = [t for t in metadata.tables if t != "alembic_version"]
         async with engine.begin() as conn:
-            # TRUNCATE is not a row UPDATE/DELETE: the append-only triggers allow it.
+            # The ledger refuses TRUNCATE to every role (R11); the bench's superuser skips the
+            # triggers for this one transaction, as the test harness does.
+            await conn.execute(text("SET LOCAL session_replication_role = replica"))
             await conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
     finally:
         await engine.dispose()

@@ -25,12 +25,13 @@ import jwt
 from app.billing.periods import BillingCycle, Period
 from app.billing.pricing import price_change
 from app.ids import new_id
-from app.seats.models import PlanStatus
-from app.seats.rules import PlanState, check_decrease_allowed, pricing_period
+from app.seats.rules import PlanState, check_decrease_allowed, pricing_schedule
+from app.seats.status import PlanStatus
 
 HOT_READ = (
     "SELECT account_user_1.role, account_user_2.id IS NOT NULL AS anon_1, assignment.user_id "
-    "IS NOT NULL AS anon_2, plan.status FROM account LEFT OUTER JOIN account_user AS "
+    "IS NOT NULL AS anon_2, plan.status, plan.trial_ends_at FROM account LEFT OUTER JOIN "
+    "account_user AS "
     "account_user_1 ON account_user_1.account_id = account.id AND account_user_1.id = "
     "$1::VARCHAR LEFT OUTER JOIN account_user AS account_user_2 ON account_user_2.account_id = "
     "account.id AND account_user_2.id = $2::VARCHAR LEFT OUTER JOIN assignment ON "
@@ -134,6 +135,8 @@ async def check_agent(account: str, user: str, sub: str, scope: str | None) -> t
     if not row[1]:
         raise Problem(404, "user_not_found")
     active = row[2] and row[3] is not None and PlanStatus(row[3]).grants_access
+    if row[3] == PlanStatus.TRIALING and row[4] is not None:
+        active = active and datetime.now(UTC) < row[4]  # R10: the trial ends exactly then
     return 200, {"user_id": user, "agent": row[2], "active": active}
 
 
@@ -230,7 +233,9 @@ async def quote(account: str, sub: str, scope: str | None, body: bytes) -> tuple
             )
             cycle = BillingCycle(acc["billing_cycle"])
             today: date = now.date()
-            p = pricing_period(state, anchor=acc["billing_anchor"], cycle=cycle, today=today)
+            p, cycle = pricing_schedule(
+                state, anchor=acc["billing_anchor"], cycle=cycle, today=today
+            )
             change = price_change(
                 current_seats=plan["seats"],
                 seats=seats,

@@ -257,7 +257,7 @@ async def test_owner_cannot_rewrite_or_truncate_the_ledger(api_as_app: Api) -> N
         ("DELETE FROM event", "table event is append-only (DELETE)"),
         ("TRUNCATE event", "table event is append-only (TRUNCATE)"),
         ("TRUNCATE invoice_line", "table invoice_line is append-only (TRUNCATE)"),
-        ("TRUNCATE charge_attempt", "table charge_attempt is append-only (TRUNCATE)"),
+        ("TRUNCATE charge_attempt CASCADE", "is append-only (TRUNCATE)"),
         ("TRUNCATE charge_outcome", "table charge_outcome is append-only (TRUNCATE)"),
         ("TRUNCATE invoice CASCADE", "is append-only (TRUNCATE)"),
         ("DELETE FROM invoice", "table invoice is append-only (DELETE)"),
