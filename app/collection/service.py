@@ -142,10 +142,17 @@ class Collector:
                     actor=actor,
                 )
                 return Collected(invoice, outcome=AttemptOutcome.SUCCEEDED)
+            tried = await history(session, invoice.id)
+            needs_method = not tried or tried[-1].outcome is AttemptOutcome.DECLINED
             decision = next_send(
-                await history(session, invoice.id),
+                tried,
                 invoice_id=invoice.id,
-                payment_method=await self._method_for_new_key(session, invoice),
+                # Only a new key charges the method of now (else the same request is resent).
+                payment_method=(
+                    await self._method_for_new_key(session, invoice)
+                    if needs_method
+                    else invoice.payment_method
+                ),
                 mode=mode,
                 now=now,
                 wall_now=_wall_now(),
@@ -254,7 +261,7 @@ async def _lock(session: AsyncSession, invoice_id: str) -> tuple[Plan, Invoice]:
     if account_id is None:
         raise NotFound(f"No invoice {invoice_id!r}.")
     plan = await seats.lock_plan(session, account_id)
-    invoice = await ledger.get_invoice(session, invoice_id)
+    invoice = await ledger.get_invoice(session, invoice_id, lines=False)
     if plan is None or invoice is None:
         raise NotFound(f"No invoice {invoice_id!r}.")
     return plan, invoice

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy import func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from app.ids import new_id
 from app.ledger.models import (
@@ -44,9 +45,12 @@ async def add_event(
 
 
 async def get_invoice(
-    session: AsyncSession, invoice_id: str, *, for_update: bool = False
+    session: AsyncSession, invoice_id: str, *, for_update: bool = False, lines: bool = True
 ) -> Invoice | None:
+    """One invoice; ``lines=False`` skips loading its lines (the collection engine needs none)."""
     stmt = select(Invoice).where(Invoice.id == invoice_id)
+    if not lines:
+        stmt = stmt.options(raiseload(Invoice.lines))
     if for_update:
         stmt = stmt.with_for_update()
     return await session.scalar(stmt)
