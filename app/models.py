@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import app.clock
+import app.directory.models
+import app.idempotency
+import app.ledger.models
+import app.seats.models
+import app.webhooks.models  # noqa: F401
+
 
 def import_all() -> None:
-    import app.clock
-    import app.directory.models
-    import app.idempotency
-    import app.ledger.models
-    import app.seats.models
-    import app.webhooks.models  # noqa: F401
+    """Nothing left to do: importing this module registered every table on the metadata."""
