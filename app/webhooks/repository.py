@@ -108,7 +108,9 @@ async def claim_head(
 
     None if another worker holds the endpoint, or it has nothing pending. FOR NO KEY UPDATE,
     not FOR UPDATE: the outbox's inserts take a KEY SHARE lock on the endpoint row (the
-    foreign key), and must not wait for a send in flight to finish.
+    foreign key), and must not wait for a send in flight to finish. The delivery row is locked
+    too: a statement whose snapshot predates another worker's commit re-checks only the rows
+    it locks, so without it a delivery just recorded as delivered could be sent again.
     """
     stmt = (
         select(WebhookEndpoint, WebhookDelivery)
@@ -120,7 +122,7 @@ async def claim_head(
         )
         .order_by(WebhookDelivery.id)
         .limit(1)
-        .with_for_update(of=WebhookEndpoint, skip_locked=True, key_share=True)
+        .with_for_update(of=(WebhookEndpoint, WebhookDelivery), skip_locked=True, key_share=True)
         .execution_options(populate_existing=True)
     )
     row = (await session.execute(stmt)).first()
