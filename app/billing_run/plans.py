@@ -116,8 +116,8 @@ async def invoice_renewal(
             period_end=billed.end,
         )
     ]
+    # Flushed with the batch: the unique (account, period) index speaks then.
     session.add(invoice)
-    await session.flush()  # the unique (account, period) index speaks here
     data["invoice_id"] = invoice.id
     await _renewed(session, plan, now, data)
     return True

@@ -24,25 +24,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing_run import plans
+from app.billing_run import repository as billing
 from app.clock import Clock
+from app.collection import repository as collection
 from app.collection.policy import Mode, Wait, first_decline_at, in_flight
-from app.collection.service import Collected, Collector, history
+from app.collection.service import Answer, Claim, Collected, Collector, history
 from app.config import Settings
 from app.db import Database
-from app.directory import repository as directory
+from app.directory.models import Account
 from app.errors import AppError
 from app.idempotency import IdempotencyStore
 from app.ledger import repository as ledger
-from app.ledger.models import AttemptOutcome, Invoice, InvoiceKind, InvoiceStatus
+from app.ledger.models import AttemptOutcome, InvoiceKind, InvoiceStatus
 from app.seats.models import Plan, Quote
 from app.seats.service import unit_price
 from app.seats.status import PlanStatus
 
 log = logging.getLogger(__name__)
+
+Pending = tuple[str, datetime]  # a pending invoice: id, created_at
 
 PROGRESS_EVERY = 500
 
@@ -107,35 +111,51 @@ async def run_billing(deps: BillingRun) -> RunReport:
 async def _claimed_plans(
     deps: BillingRun,
     where: list[Any],
-    work: Callable[[AsyncSession, Plan], Awaitable[None]],
+    work: Callable[[AsyncSession, Plan], Awaitable[int]],
+    add: Callable[[int], None],
     report: RunReport,
     job: str,
+    *,
+    prepare: Callable[[AsyncSession, list[str]], Awaitable[None]] | None = None,
+    together: bool = False,
 ) -> None:
-    """Run ``work`` on every plan matching ``where``: a batch claimed per transaction.
+    """Run ``work`` on every plan matching ``where``: a batch claimed per transaction;
+    ``add`` gets what each plan's work counted, once it is kept.
 
-    Plans another run holds are skipped (that run does them); each plan's work runs in a
-    savepoint, so a failing one is rolled back, named in the report, and the rest go on.
+    Plans another run holds are skipped (that run does them). With ``together`` a batch's
+    work is written in one flush (multi-row inserts) in one savepoint; if that fails, and
+    otherwise always, each plan's work runs in a savepoint of its own, so a failing one is
+    rolled back, named in the report, and the rest go on.
     """
     size = deps.settings.billing_batch_size
     after = ""
     while True:
         async with deps.db.transaction() as session:
-            batch = list(
-                await session.scalars(
-                    select(Plan)
-                    .where(*where, Plan.account_id > after)
-                    .order_by(Plan.account_id)
-                    .limit(size)
-                    .with_for_update(skip_locked=True)
-                )
-            )
+            batch = await billing.claim_plans(session, where, after, size)
             ids = [plan.account_id for plan in batch]
-            for account_id, plan in zip(ids, batch, strict=True):
+            if prepare is not None:
+                await prepare(session, ids)
+            if together and batch:
                 try:
                     async with session.begin_nested():
-                        await work(session, plan)
+                        counts = [await work(session, plan) for plan in batch]
+                        await session.flush()
+                except Exception as exc:
+                    log.warning("%s: a batch of %d failed (%s): one at a time", job, len(ids), exc)
+                    batch = await billing.reload_plans(session, ids)
+                else:
+                    for n in counts:
+                        add(n)
+                        _progress(report, job)
+                    batch = []
+            for account_id, plan in zip(ids, batch, strict=False):
+                try:
+                    async with session.begin_nested():
+                        n = await work(session, plan)
                 except Exception as exc:
                     _failed(report, job, account_id, exc)
+                else:
+                    add(n)
                 _progress(report, job)
         if len(ids) < size:
             return
@@ -143,125 +163,136 @@ async def _claimed_plans(
 
 
 async def _expire_trials(deps: BillingRun, now: datetime, report: RunReport) -> None:
-    async def work(session: AsyncSession, plan: Plan) -> None:
-        report.trials_expired += await plans.expire_trial(session, plan, now)
+    async def work(session: AsyncSession, plan: Plan) -> int:
+        return int(await plans.expire_trial(session, plan, now))
+
+    def add(n: int) -> None:
+        report.trials_expired += n
 
     where = [Plan.status == PlanStatus.TRIALING, Plan.trial_ends_at <= now]
-    await _claimed_plans(deps, where, work, report, "expire trials")
+    await _claimed_plans(deps, where, work, add, report, "expire trials")
 
 
 async def _invoice_renewals(deps: BillingRun, now: datetime, report: RunReport) -> None:
-    async def work(session: AsyncSession, plan: Plan) -> None:
-        account = await directory.get_account(session, plan.account_id)
-        assert account is not None
+    accounts: dict[str, Account] = {}
+
+    async def prepare(session: AsyncSession, ids: list[str]) -> None:
+        accounts.clear()
+        accounts.update(await billing.accounts(session, ids))
+
+    async def work(session: AsyncSession, plan: Plan) -> int:
+        account = accounts[plan.account_id]
         price = unit_price(deps.settings, account.currency)
+        made = 0
         # Catch up one period at a time, each its own invoice (bounded: a plan is never
         # more than a few periods behind, but a bug must not loop forever).
         for _ in range(120):
-            made = await plans.invoice_renewal(session, plan, account, now, price)
-            if made is None:
-                return
-            report.renewals_invoiced += 1 if made else 0
+            renewed = await plans.invoice_renewal(session, plan, account, now, price)
+            if renewed is None:
+                return made
+            made += 1 if renewed else 0
+        return made
+
+    def add(n: int) -> None:
+        report.renewals_invoiced += n
 
     where = [
         Plan.status.in_([PlanStatus.ACTIVE, PlanStatus.PAST_DUE]),
         Plan.period_end <= now.date(),
         Plan.pending_invoice_id.is_(None),
     ]
-    await _claimed_plans(deps, where, work, report, "invoice renewals")
+    await _claimed_plans(
+        deps, where, work, add, report, "invoice renewals", prepare=prepare, together=True
+    )
 
 
 async def _dun(deps: BillingRun, now: datetime, report: RunReport) -> None:
     window = timedelta(days=deps.settings.dunning_days)
     lease = timedelta(seconds=deps.settings.collection_lease_seconds)
 
-    async def work(session: AsyncSession, plan: Plan) -> None:
+    async def work(session: AsyncSession, plan: Plan) -> int:
         outstanding = await ledger.pending_renewals(session, plan.account_id)
         if not outstanding:
-            return
-        tried = await history(session, outstanding[0].id)
-        first = first_decline_at(tried)
+            return 0
+        tried = await collection.invoices_with_attempts(session, [i.id for i in outstanding])
+        first = first_decline_at(history(tried[outstanding[0].id][1]))
         if first is None or now - first < window:
-            return
+            return 0
         for invoice in outstanding:
-            if in_flight(await history(session, invoice.id), datetime_now(), lease):
-                return  # a charge may still succeed: decide on the next run
+            if in_flight(history(tried[invoice.id][1]), datetime_now(), lease):
+                return 0  # a charge may still succeed: decide on the next run
         await plans.cancel(session, plan, outstanding, now)
-        report.plans_canceled += 1
+        return 1
 
-    await _claimed_plans(deps, [Plan.status == PlanStatus.PAST_DUE], work, report, "dunning")
+    def add(n: int) -> None:
+        report.plans_canceled += n
+
+    where = [Plan.status == PlanStatus.PAST_DUE]
+    await _claimed_plans(deps, where, work, add, report, "dunning")
 
 
 # --- jobs that call the gateway: through collection, with bounded concurrency --------------
 
 
-async def _pending_invoices(deps: BillingRun, kind: InvoiceKind) -> AsyncIterator[Invoice]:
-    """Every pending invoice of ``kind``, streamed in keyset batches."""
+async def _pending_pages(deps: BillingRun, kind: InvoiceKind) -> AsyncIterator[list[Pending]]:
+    """Every pending invoice of ``kind`` (id, created_at), streamed in keyset pages."""
+    size = deps.settings.billing_batch_size
     after = ""
     while True:
         async with deps.db.transaction() as session:
-            batch = list(
-                await session.scalars(
-                    select(Invoice)
-                    .where(
-                        Invoice.status == InvoiceStatus.PENDING,
-                        Invoice.kind == kind,
-                        Invoice.id > after,
-                    )
-                    .order_by(Invoice.id)
-                    .limit(deps.settings.billing_batch_size)
-                )
-            )
-        for invoice in batch:
-            yield invoice
-        if len(batch) < deps.settings.billing_batch_size:
+            page = await collection.pending_invoice_ids(session, kind, after, size)
+        if page:
+            yield page
+        if len(page) < size:
             return
-        after = batch[-1].id
+        after = page[-1][0]
 
 
 async def _in_pool(
     deps: BillingRun,
-    items: AsyncIterator[Invoice],
-    handle: Callable[[Invoice], Awaitable[None]],
+    pages: AsyncIterator[list[Pending]],
+    handle: Callable[[Pending], Awaitable[None]],
     report: RunReport,
     job: str,
 ) -> None:
     """``handle`` every item, at most ``billing_concurrency`` at once, each isolated."""
     limit = asyncio.Semaphore(deps.settings.billing_concurrency)
 
-    async def one(invoice: Invoice) -> None:
+    async def one(item: Pending) -> None:
         try:
-            await handle(invoice)
+            await handle(item)
         except Exception as exc:
-            _failed(report, job, invoice.id, exc)
+            _failed(report, job, item[0], exc)
         finally:
             limit.release()
             _progress(report, job)
 
     async with asyncio.TaskGroup() as tasks:
-        async for invoice in items:
-            await limit.acquire()
-            tasks.create_task(one(invoice))
+        async for page in pages:
+            for item in page:
+                await limit.acquire()
+                tasks.create_task(one(item))
 
 
 async def _pending_purchases(deps: BillingRun, now: datetime, report: RunReport) -> None:
     give_up = timedelta(hours=deps.settings.pending_purchase_hours)
 
-    async def handle(invoice: Invoice) -> None:
-        if now - invoice.created_at >= give_up:
-            done = await deps.collector.void(invoice.id, plans.SYSTEM)
+    async def handle(item: Pending) -> None:
+        invoice_id, created_at = item
+        if now - created_at >= give_up:
+            done = await deps.collector.void(invoice_id, plans.SYSTEM)
             if done.invoice.status is InvoiceStatus.VOID:
                 report.purchases_voided += 1
             elif done.wait is Wait.IN_FLIGHT:
                 report.charges_in_flight_elsewhere += 1
             elif done.invoice.status is InvoiceStatus.PENDING:
-                log.error("void of %s unconfirmed: %s", invoice.id, done.reason or "no answer")
-                report.errors.append(f"{invoice.id}: void_unconfirmed")
+                log.error("void of %s unconfirmed: %s", invoice_id, done.reason or "no answer")
+                report.errors.append(f"{invoice_id}: void_unconfirmed")
             return
-        _count_purchase(report, await deps.collector.collect(invoice.id, plans.SYSTEM, Mode.RUN))
+        _count_purchase(report, await deps.collector.collect(invoice_id, plans.SYSTEM, Mode.RUN))
 
     await _in_pool(
-        deps, _pending_invoices(deps, InvoiceKind.PURCHASE), handle, report, "pending purchases"
+        deps, _pending_pages(deps, InvoiceKind.PURCHASE), handle, report, "pending purchases"
     )
 
 
@@ -284,18 +315,104 @@ def _count_unsettled(report: RunReport, done: Collected) -> None:
 
 
 async def _collect_renewals(deps: BillingRun, report: RunReport) -> None:
-    async def handle(invoice: Invoice) -> None:
-        done = await deps.collector.collect(invoice.id, plans.SYSTEM, Mode.RUN)
+    """Charge every pending renewal: claims and records in batches, calls in a pool.
+
+    The invoices are claimed a chunk at a time (one transaction, their plans locked with
+    SKIP LOCKED: a chunk another run is claiming is left to it, and looked at again at the
+    end in case it was a request that held a plan). Each claim's call goes out as soon as
+    one of the ``billing_concurrency`` places is free; the answers are recorded by one
+    recorder, as many as have arrived in one transaction. A chunk that raises is redone
+    one invoice at a time, so a failing item is isolated and named, never the batch.
+    """
+    job = "collect renewals"
+    collector = deps.collector
+    limit = asyncio.Semaphore(deps.settings.billing_concurrency)
+    # Claimed ahead of the calls: few enough that a run dying leaves little for the lease.
+    chunk = 2 * deps.settings.billing_concurrency
+    answers: asyncio.Queue[tuple[Claim, Answer] | None] = asyncio.Queue()
+    calls: set[asyncio.Task[None]] = set()
+    skipped: list[str] = []
+
+    def count(done: Collected) -> None:
         if done.outcome is AttemptOutcome.SUCCEEDED:
             report.renewals_paid += 1
         elif done.outcome is AttemptOutcome.DECLINED:
             report.renewals_declined += 1
         else:
             _count_unsettled(report, done)
+        _progress(report, job)
 
-    await _in_pool(
-        deps, _pending_invoices(deps, InvoiceKind.RENEWAL), handle, report, "collect renewals"
-    )
+    async def record(batch: list[tuple[Claim, Answer]]) -> None:
+        try:
+            recorded = await collector.record(batch, plans.SYSTEM)
+        except Exception as exc:
+            if len(batch) == 1:
+                _failed(report, job, batch[0][0].invoice.id, exc)
+                _progress(report, job)
+                return
+            for one in batch:
+                await record([one])
+            return
+        for done in recorded:
+            count(done)
+
+    async def recorder() -> None:
+        while (first := await answers.get()) is not None:
+            batch = [first]
+            while not answers.empty() and len(batch) < chunk:
+                nxt = answers.get_nowait()
+                if nxt is None:
+                    await record(batch)
+                    return
+                batch.append(nxt)
+            await record(batch)
+
+    async def call(claim: Claim) -> None:
+        try:
+            answer = await collector.send(claim)
+        except Exception as exc:
+            # Not an answer (a bug, not the gateway): the attempt stays open, and is sent
+            # again under the same key once its lease has passed.
+            _failed(report, job, claim.invoice.id, exc)
+            _progress(report, job)
+            return
+        finally:
+            limit.release()
+        await answers.put((claim, answer))
+
+    async def claim(ids: list[str], skip_locked: bool, tasks: asyncio.TaskGroup) -> None:
+        try:
+            claimed = await collector.claim(ids, plans.SYSTEM, Mode.RUN, skip_locked=skip_locked)
+        except Exception as exc:
+            if len(ids) > 1:
+                for one in ids:
+                    await claim([one], skip_locked, tasks)
+                return
+            _failed(report, job, ids[0], exc)
+            _progress(report, job)
+            return
+        for done in claimed.done:
+            count(done)
+        skipped.extend(claimed.skipped)
+        for each in claimed.claims:
+            await limit.acquire()
+            task = tasks.create_task(call(each))
+            calls.add(task)
+            task.add_done_callback(calls.discard)
+
+    async with asyncio.TaskGroup() as tasks:
+        recording = tasks.create_task(recorder())
+        async for page in _pending_pages(deps, InvoiceKind.RENEWAL):
+            ids = [invoice_id for invoice_id, _ in page]
+            for i in range(0, len(ids), chunk):
+                await claim(ids[i : i + chunk], True, tasks)
+        again, skipped[:] = list(skipped), []
+        for i in range(0, len(again), chunk):
+            await claim(again[i : i + chunk], False, tasks)
+        while calls:
+            await asyncio.wait(set(calls))
+        await answers.put(None)
+        await recording
 
 
 # --- bookkeeping ----------------------------------------------------------------------------

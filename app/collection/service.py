@@ -13,6 +13,12 @@ run, ``/pay``, a purchase retry) sends anything for the invoice, so no key is se
 places at once and no success is dropped. A collector that dies mid-call leaves an attempt
 without outcome; after ``collection_lease_seconds`` of wall-clock time the next collector
 sends the same request under the same key, which the gateway charges at most once.
+
+Claims and records take a batch of invoices as readily as one (the same few Core statements,
+``app.collection.repository``): the billing run claims a chunk of renewals per transaction and
+records the answers that have arrived together, which is what lets one run keep its calls in
+flight without spending its CPU on the database. A purchase records its first attempt in the
+transaction that makes its invoice (``claim_first``), so the two commit together.
 """
 
 from __future__ import annotations
@@ -20,25 +26,25 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import Clock
+from app.collection import repository as repo
 from app.collection import settle
 from app.collection.policy import Mode, RetryPolicy, Send, Sent, Wait, next_send
+from app.collection.repository import AttemptRow, InvoiceState, PlanState
 from app.config import Settings
 from app.db import Database
-from app.directory import repository as directory
 from app.errors import NotFound
-from app.ledger import repository as ledger
 from app.ledger.models import (
     AttemptOperation,
     AttemptOutcome,
-    ChargeAttempt,
-    ChargeOutcome,
     Invoice,
     InvoiceKind,
     InvoiceStatus,
@@ -50,8 +56,6 @@ from app.payments.gateway import (
     GatewayRejected,
     GatewayUnavailable,
 )
-from app.seats import repository as seats
-from app.seats.models import Plan
 
 log = logging.getLogger(__name__)
 
@@ -60,31 +64,72 @@ log = logging.getLogger(__name__)
 class Collected:
     """Where an invoice stands after a collection call."""
 
-    invoice: Invoice
+    invoice: InvoiceState
     outcome: AttemptOutcome | None = None  # what this call answered; None when none was made
     wait: Wait | None = None  # why no call was made
     reason: str | None = None  # the decline, outage or refusal, in the gateway's words
 
 
 @dataclass(frozen=True, slots=True)
-class _Claim:
-    invoice: Invoice
+class Claim:
+    """An attempt committed and not yet sent: the right, and the duty, to make the call."""
+
+    invoice: InvoiceState
     send: Send
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
+class Answer:
+    """What the gateway answered to a claim."""
+
     outcome: AttemptOutcome
     reason: str | None = None
     charge_id: str | None = None
+
+
+@dataclass
+class Claimed:
+    """What claiming a batch of invoices came to."""
+
+    claims: list[Claim] = field(default_factory=list)  # to send now
+    done: list[Collected] = field(default_factory=list)  # no call needed, or none now
+    skipped: list[str] = field(default_factory=list)  # plans another transaction held
 
 
 def _wall_now() -> datetime:
     return datetime.now(UTC)
 
 
+def history(attempts: Sequence[AttemptRow]) -> list[Sent]:
+    """Attempts as the policy reads them."""
+    return [
+        Sent(a.number, a.operation, a.key, a.payment_method, a.at, a.sent_at, a.outcome)
+        for a in attempts
+    ]
+
+
+def _attempt_row(invoice: InvoiceState, send: Send, actor: str, now: datetime) -> dict[str, Any]:
+    return {
+        "invoice_id": invoice.id,
+        "number": send.number,
+        "operation": send.operation,
+        "gateway_key": send.key,
+        "payment_method": send.payment_method,
+        "amount": invoice.total,
+        "currency": invoice.currency,
+        "created_by": actor[:80],
+        "at": now,
+        "sent_at": _wall_now(),
+    }
+
+
 class Collector:
-    """Collects invoices through the gateway, one attempt at a time."""
+    """Collects invoices through the gateway: claim, call, record (see the module doc).
+
+    ``collect`` and ``void`` do one invoice; the billing run uses ``claim``, ``send`` and
+    ``record`` directly on batches, and a purchase claims its first attempt with
+    ``claim_first`` in the transaction that makes its invoice.
+    """
 
     def __init__(self, db: Database, gateway: Gateway, clock: Clock, settings: Settings) -> None:
         self.db = db
@@ -99,99 +144,174 @@ class Collector:
 
     async def collect(self, invoice_id: str, actor: str, mode: Mode) -> Collected:
         """Charge the invoice if it needs a call now; settle it by the answer."""
-        return await self._attempt(invoice_id, actor, mode, void=False)
+        return await self._one(invoice_id, actor, mode, void=False)
 
     async def void(self, invoice_id: str, actor: str) -> Collected:
         """Void the invoice's key (R14); once begun, an invoice is only ever voided."""
-        return await self._attempt(invoice_id, actor, Mode.RUN, void=True)
+        return await self._one(invoice_id, actor, Mode.RUN, void=True)
 
-    async def _attempt(self, invoice_id: str, actor: str, mode: Mode, *, void: bool) -> Collected:
+    async def complete(self, claim: Claim, actor: str) -> Collected:
+        """Make a claimed call and record its answer."""
+        answer = await self.send(claim)
+        (done,) = await self.record([(claim, answer)], actor)
+        return done
+
+    async def _one(self, invoice_id: str, actor: str, mode: Mode, *, void: bool) -> Collected:
+        claimed = await self.claim([invoice_id], actor, mode, void=void)
+        if claimed.done:
+            return claimed.done[0]
+        if not claimed.claims:
+            raise NotFound(f"No invoice {invoice_id!r}.")
+        return await self.complete(claimed.claims[0], actor)
+
+    # --- 1. claim ----------------------------------------------------------------------
+
+    async def claim(
+        self,
+        invoice_ids: Sequence[str],
+        actor: str,
+        mode: Mode,
+        *,
+        void: bool = False,
+        skip_locked: bool = False,
+    ) -> Claimed:
+        """Decide and record the next attempt of each invoice, in one transaction with their
+        plans locked; committed before any call is made.
+
+        With ``skip_locked``, invoices whose plan another transaction holds are left out
+        (``skipped``): a second billing run is claiming them, or a request is changing the
+        plan; the caller may come back to them. Unknown invoices are left out too.
+        """
         try:
-            claimed = await self._claim(invoice_id, actor, mode, void)
-        except IntegrityError:
-            # Another collector recorded this attempt number first (the plan lock makes this
-            # all but impossible): its call stands for ours.
             async with self.db.transaction() as session:
-                invoice = await ledger.get_invoice(session, invoice_id)
+                now = await self.clock.now(session)
+                return await self._claim(session, invoice_ids, actor, mode, void, skip_locked, now)
+        except IntegrityError:
+            # Another collector recorded one of these attempt numbers first (the plan lock
+            # makes this all but impossible): its call stands for ours.
+            if len(invoice_ids) > 1:
+                claimed = Claimed()
+                for one in invoice_ids:
+                    part = await self.claim([one], actor, mode, void=void, skip_locked=skip_locked)
+                    claimed.claims += part.claims
+                    claimed.done += part.done
+                    claimed.skipped += part.skipped
+                return claimed
+            async with self.db.transaction() as session:
+                invoice = await repo.invoice_state(session, invoice_ids[0])
             assert invoice is not None
-            return Collected(invoice, wait=Wait.IN_FLIGHT)
-        if isinstance(claimed, Collected):
-            return claimed
-        answer = await self._call(claimed)
-        crash_point(self.settings, "after_charge")
-        return await self._record(claimed, answer, actor)
+            return Claimed(done=[Collected(invoice, wait=Wait.IN_FLIGHT)])
 
     async def _claim(
-        self, invoice_id: str, actor: str, mode: Mode, void: bool
-    ) -> _Claim | Collected:
-        async with self.db.transaction() as session:
-            now = await self.clock.now(session)
-            plan, invoice = await _lock(session, invoice_id)
+        self,
+        session: AsyncSession,
+        invoice_ids: Sequence[str],
+        actor: str,
+        mode: Mode,
+        void: bool,
+        skip_locked: bool,
+        now: datetime,
+    ) -> Claimed:
+        plans = await repo.lock_plans_of(session, invoice_ids, skip_locked=skip_locked)
+        # Read after the locks are held: what earlier holders committed is seen.
+        found = await repo.invoices_with_attempts(session, list(plans))
+        out = Claimed(skipped=[i for i in invoice_ids if i not in plans] if skip_locked else [])
+        rows: list[dict[str, Any]] = []
+        free: list[settle.Settlement] = []
+        wall_now = _wall_now()
+        for invoice_id, plan in plans.items():
+            invoice, attempts = found[invoice_id]
             if invoice.status is not InvoiceStatus.PENDING:
-                return Collected(invoice, wait=Wait.SETTLED)
+                out.done.append(Collected(invoice, wait=Wait.SETTLED))
+                continue
             if invoice.total == 0 and not void:
                 # Nothing to charge (a purchase on the last day rounds to 0): paid, no call.
-                await settle.apply(
-                    session,
-                    plan,
-                    invoice,
-                    AttemptOutcome.SUCCEEDED,
-                    reason=None,
-                    charge_id=None,
-                    now=now,
-                    actor=actor,
-                )
-                return Collected(invoice, outcome=AttemptOutcome.SUCCEEDED)
-            tried = await history(session, invoice.id)
-            needs_method = not tried or tried[-1].outcome is AttemptOutcome.DECLINED
+                free.append(settle.Settlement(plan, invoice, AttemptOutcome.SUCCEEDED))
+                continue
             decision = next_send(
-                tried,
+                history(attempts),
                 invoice_id=invoice.id,
                 # Only a new key charges the method of now (else the same request is resent).
                 payment_method=(
-                    await self._method_for_new_key(session, invoice)
-                    if needs_method
-                    else invoice.payment_method
+                    invoice.payment_method
+                    if invoice.kind is InvoiceKind.PURCHASE  # what the admin confirmed
+                    else invoice.account_payment_method
                 ),
                 mode=mode,
                 now=now,
-                wall_now=_wall_now(),
+                wall_now=wall_now,
                 lease=self.lease,
                 retry=self.retry,
                 void=void,
             )
             if isinstance(decision, Wait):
-                return Collected(invoice, wait=decision)
-            await ledger.add_attempt(
-                session,
-                ChargeAttempt(
-                    invoice_id=invoice.id,
-                    number=decision.number,
-                    operation=decision.operation,
-                    gateway_key=decision.key,
-                    payment_method=decision.payment_method,
-                    amount=invoice.total,
-                    currency=invoice.currency,
-                    created_by=actor[:80],
-                    at=now,
-                    sent_at=_wall_now(),
-                ),
-            )
-            return _Claim(invoice, decision)
+                out.done.append(Collected(invoice, wait=decision))
+                continue
+            rows.append(_attempt_row(invoice, decision, actor, now))
+            out.claims.append(Claim(invoice, decision))
+        await repo.add_attempts(session, rows)
+        for settled in await settle.apply(session, free, now=now, actor=actor):
+            out.done.append(Collected(settled, outcome=AttemptOutcome.SUCCEEDED))
+        return out
 
-    async def _method_for_new_key(self, session: AsyncSession, invoice: Invoice) -> str:
-        if invoice.kind is InvoiceKind.PURCHASE:
-            return invoice.payment_method  # what the admin confirmed
-        account = await directory.get_account(session, invoice.account_id)
-        return account.payment_method if account is not None else invoice.payment_method
+    async def claim_first(
+        self, session: AsyncSession, new: Invoice, actor: str, now: datetime
+    ) -> Claim | None:
+        """Record the first attempt of an invoice this transaction has just added (its plan
+        locked), so that the invoice and its claim commit together: no collector ever sees
+        the pending invoice without its attempt. Then ``complete`` the claim after the commit.
 
-    async def _call(self, claim: _Claim) -> _Answer:
+        None when there is nothing to charge (a total of 0): ``collect`` settles it.
+        """
+        invoice = InvoiceState(
+            id=new.id,
+            account_id=new.account_id,
+            kind=new.kind,
+            status=new.status,
+            total=new.total,
+            currency=new.currency,
+            seats=new.seats,
+            period_start=new.period_start,
+            period_end=new.period_end,
+            billing_cycle=new.billing_cycle,
+            payment_method=new.payment_method,
+            account_payment_method=new.payment_method,
+            failure_reason=new.failure_reason,
+            created_at=new.created_at,
+        )
+        if invoice.total == 0:
+            return None
+        decision = next_send(
+            [],
+            invoice_id=invoice.id,
+            payment_method=invoice.payment_method,
+            mode=Mode.REQUEST,
+            now=now,
+            wall_now=_wall_now(),
+            lease=self.lease,
+            retry=self.retry,
+        )
+        assert isinstance(decision, Send)  # a first attempt always sends
+        await session.flush()  # the invoice row first: the attempt refers to it
+        await repo.add_attempts(session, [_attempt_row(invoice, decision, actor, now)])
+        return Claim(invoice, decision)
+
+    # --- 2. call -----------------------------------------------------------------------
+
+    async def send(self, claim: Claim) -> Answer:
+        """Make the claimed call, outside any transaction; every failure is an answer."""
+        crash_point(self.settings, "before_charge")
+        answer = await self._call(claim)
+        crash_point(self.settings, "after_charge")
+        return answer
+
+    async def _call(self, claim: Claim) -> Answer:
         invoice, send = claim.invoice, claim.send
         try:
             if send.operation is AttemptOperation.VOID:
                 voided = await self.gateway.void(idempotency_key=send.key)
                 CHARGES.labels("voided").inc()
-                return _Answer(
+                return Answer(
                     AttemptOutcome.VOIDED,
                     reason="voided: no definitive answer from the payments service in time",
                     charge_id=voided.refunded_charge_id,
@@ -206,82 +326,72 @@ class Collector:
         except GatewayUnavailable as exc:
             CHARGES.labels("unavailable").inc()
             log.warning("gateway unavailable for %s (key %s): %s", invoice.id, send.key, exc)
-            return _Answer(AttemptOutcome.UNAVAILABLE, reason=str(exc)[:200])
+            return Answer(AttemptOutcome.UNAVAILABLE, reason=str(exc)[:200])
         except GatewayRejected as exc:
             CHARGES.labels("rejected").inc()
             log.error("payments service refused %s (key %s): %s", invoice.id, send.key, exc)
-            return _Answer(AttemptOutcome.REJECTED, reason=str(exc)[:200])
+            return Answer(AttemptOutcome.REJECTED, reason=str(exc)[:200])
         if isinstance(result, ChargeSucceeded):
             CHARGES.labels("succeeded").inc()
-            return _Answer(AttemptOutcome.SUCCEEDED, charge_id=result.charge_id)
+            return Answer(AttemptOutcome.SUCCEEDED, charge_id=result.charge_id)
         CHARGES.labels("declined").inc()
-        return _Answer(AttemptOutcome.DECLINED, reason=result.reason[:200])
+        return Answer(AttemptOutcome.DECLINED, reason=result.reason[:200])
 
-    async def _record(self, claim: _Claim, answer: _Answer, actor: str) -> Collected:
+    # --- 3. record ---------------------------------------------------------------------
+
+    async def record(self, answers: Sequence[tuple[Claim, Answer]], actor: str) -> list[Collected]:
+        """Append the outcomes and settle, in one transaction with the plans locked (in
+        account order, waiting: each outcome must be recorded by the one who claimed it).
+
+        All or nothing: a batch that raises records none of its outcomes; the caller then
+        records them one by one to isolate the one that cannot be recorded.
+        """
         async with self.db.transaction() as session:
             now = await self.clock.now(session)
-            plan, invoice = await _lock(session, claim.invoice.id)
-            await ledger.add_outcome(
+            ids = [claim.invoice.id for claim, _ in answers]
+            plans = await repo.lock_plans_of(session, ids, skip_locked=False)
+            found = await repo.invoices_with_attempts(session, ids)
+            await repo.add_outcomes(
                 session,
-                ChargeOutcome(
-                    invoice_id=invoice.id,
-                    number=claim.send.number,
+                [
+                    {
+                        "invoice_id": claim.invoice.id,
+                        "number": claim.send.number,
+                        "outcome": answer.outcome,
+                        "reason": answer.reason,
+                        "charge_id": answer.charge_id,
+                        "at": now,
+                    }
+                    for claim, answer in answers
+                ],
+            )
+            items: list[settle.Settlement] = []
+            for claim, answer in answers:
+                invoice = found[claim.invoice.id][0]
+                if invoice.status is InvoiceStatus.PENDING:
+                    items.append(_settlement(plans[invoice.id], invoice, answer))
+                elif answer.outcome is AttemptOutcome.SUCCEEDED:
+                    # Only after a stale claim (a collector presumed dead that was not): the
+                    # money arrived for an invoice closed meanwhile. Loud, for an operator.
+                    log.error(
+                        "charge %s succeeded for invoice %s that is already %s: refund it",
+                        answer.charge_id,
+                        invoice.id,
+                        invoice.status.value,
+                    )
+            settled = {s.id: s for s in await settle.apply(session, items, now=now, actor=actor)}
+            return [
+                Collected(
+                    settled.get(claim.invoice.id, found[claim.invoice.id][0]),
                     outcome=answer.outcome,
                     reason=answer.reason,
-                    charge_id=answer.charge_id,
-                    at=now,
-                ),
-            )
-            if invoice.status is InvoiceStatus.PENDING:
-                await settle.apply(
-                    session,
-                    plan,
-                    invoice,
-                    answer.outcome,
-                    reason=answer.reason,
-                    charge_id=answer.charge_id,
-                    now=now,
-                    actor=actor,
                 )
-            elif answer.outcome is AttemptOutcome.SUCCEEDED:
-                # Only after a stale claim (a collector presumed dead that was not): the
-                # money arrived for an invoice closed meanwhile. Loud, for an operator.
-                log.error(
-                    "charge %s succeeded for invoice %s that is already %s: refund it",
-                    answer.charge_id,
-                    invoice.id,
-                    invoice.status.value,
-                )
-            return Collected(invoice, outcome=answer.outcome, reason=answer.reason)
+                for claim, answer in answers
+            ]
 
 
-async def _lock(session: AsyncSession, invoice_id: str) -> tuple[Plan, Invoice]:
-    """The invoice's plan, locked first (the one lock order), then the invoice, read fresh."""
-    account_id = await ledger.invoice_account(session, invoice_id)
-    if account_id is None:
-        raise NotFound(f"No invoice {invoice_id!r}.")
-    plan = await seats.lock_plan(session, account_id)
-    invoice = await ledger.get_invoice(session, invoice_id, lines=False)
-    if plan is None or invoice is None:
-        raise NotFound(f"No invoice {invoice_id!r}.")
-    return plan, invoice
-
-
-def _sent(attempt: ChargeAttempt, outcome: ChargeOutcome | None) -> Sent:
-    return Sent(
-        number=attempt.number,
-        operation=attempt.operation,
-        key=attempt.gateway_key,
-        payment_method=attempt.payment_method,
-        at=attempt.at,
-        sent_at=attempt.sent_at,
-        outcome=None if outcome is None else outcome.outcome,
-    )
-
-
-async def history(session: AsyncSession, invoice_id: str) -> list[Sent]:
-    """The invoice's attempts as the policy reads them."""
-    return [_sent(a, o) for a, o in await ledger.attempts(session, invoice_id)]
+def _settlement(plan: PlanState, invoice: InvoiceState, answer: Answer) -> settle.Settlement:
+    return settle.Settlement(plan, invoice, answer.outcome, answer.reason, answer.charge_id)
 
 
 def crash_point(settings: Settings, name: str) -> None:

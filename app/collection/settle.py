@@ -1,71 +1,115 @@
 """What an attempt's outcome does to its invoice and plan, once (SPEC §6, R6, R9, R14).
 
-Called with the plan locked and the invoice still pending, in the transaction that appends
-the outcome: the answer and its effect are recorded together or not at all.
+Called with the plans locked and the invoices still pending, in the transaction that appends
+the outcomes: each answer and its effect are recorded together or not at all. A batch of
+renewals paid (the billing run's common case) is one statement.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.collection import repository as repo
+from app.collection.repository import InvoiceState, PlanState
 from app.ledger import repository as ledger
-from app.ledger.models import AttemptOutcome, Invoice, InvoiceKind, InvoiceStatus
-from app.seats.models import Plan
-from app.seats.service import touch
+from app.ledger.models import AttemptOutcome, InvoiceKind, InvoiceStatus
 from app.seats.status import PlanStatus
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One pending invoice, its locked plan, and the outcome to settle it by."""
+
+    plan: PlanState
+    invoice: InvoiceState
+    outcome: AttemptOutcome
+    reason: str | None = None
+    charge_id: str | None = None
+
+
 async def apply(
-    session: AsyncSession,
-    plan: Plan,
-    invoice: Invoice,
-    outcome: AttemptOutcome,
-    *,
-    reason: str | None,
-    charge_id: str | None,
-    now: datetime,
-    actor: str,
-) -> None:
-    """Settle ``invoice`` by ``outcome``; an unknown outcome changes nothing."""
+    session: AsyncSession, items: Sequence[Settlement], *, now: datetime, actor: str
+) -> list[InvoiceState]:
+    """Settle every item by its outcome; the invoices as they now stand, in order. An
+    unknown outcome changes nothing. Two items of one plan see each other's effects."""
+    paid = [i for i in items if i.outcome is AttemptOutcome.SUCCEEDED]
+    await repo.mark_paid(
+        session,
+        [{"id": i.invoice.id, "paid_at": now, "charge_id": i.charge_id or None} for i in paid],
+    )
+    plans: dict[str, PlanState] = {}
+    settled: list[InvoiceState] = []
+    for item in items:
+        plan = plans.get(item.plan.account_id, item.plan)
+        invoice, plan = await _effect(session, replace(item, plan=plan), now, actor)
+        plans[plan.account_id] = plan
+        settled.append(invoice)
+    return settled
+
+
+async def _effect(
+    session: AsyncSession, item: Settlement, now: datetime, actor: str
+) -> tuple[InvoiceState, PlanState]:
+    plan, invoice, outcome = item.plan, item.invoice, item.outcome
     if outcome is AttemptOutcome.SUCCEEDED:
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = now
-        invoice.charge_id = charge_id or None
-        await session.flush()
+        invoice = replace(invoice, status=InvoiceStatus.PAID)
         if invoice.kind is InvoiceKind.PURCHASE:
-            await _purchase_paid(session, plan, invoice, now, actor)
-        else:
-            await _renewal_paid(session, plan, invoice, now, actor)
-    elif outcome is AttemptOutcome.DECLINED:
+            return invoice, await _purchase_paid(session, plan, invoice, now, actor)
+        return invoice, await _renewal_paid(session, plan, invoice, now, actor)
+    if outcome is AttemptOutcome.DECLINED:
+        reason = item.reason or "declined"
         if invoice.kind is InvoiceKind.PURCHASE:
-            invoice.status = InvoiceStatus.FAILED
-            invoice.failure_reason = (reason or "declined")[:200]
-            await _purchase_closed(session, plan, invoice, now, actor, "purchase.declined")
-        else:
-            await _renewal_declined(session, plan, invoice, reason or "declined", now, actor)
-    elif outcome is AttemptOutcome.VOIDED:
-        invoice.status = InvoiceStatus.VOID
-        invoice.failure_reason = (reason or "voided")[:200]
-        await _purchase_closed(session, plan, invoice, now, actor, "purchase.voided")
+            invoice = await _close(session, invoice, InvoiceStatus.FAILED, reason)
+            return invoice, await _purchase_closed(
+                session, plan, invoice, now, actor, "purchase.declined"
+            )
+        # The renewal stays pending (it is still owed); its reason is the attempt's outcome.
+        return invoice, await _renewal_declined(session, plan, invoice, reason, now, actor)
+    if outcome is AttemptOutcome.VOIDED:
+        invoice = await _close(session, invoice, InvoiceStatus.VOID, item.reason or "voided")
+        return invoice, await _purchase_closed(
+            session, plan, invoice, now, actor, "purchase.voided"
+        )
+    return invoice, plan
+
+
+async def _close(
+    session: AsyncSession, invoice: InvoiceState, status: InvoiceStatus, reason: str
+) -> InvoiceState:
+    await repo.close_invoice(session, invoice.id, status, reason)
+    return replace(invoice, status=status, failure_reason=reason[:200])
+
+
+async def _change(
+    session: AsyncSession, plan: PlanState, now: datetime, values: dict[str, Any]
+) -> PlanState:
+    await repo.update_plan(session, plan.account_id, {**values, "updated_at": now})
+    kept = {k: v for k, v in values.items() if k in ("status", "seats", "pending_invoice_id")}
+    return replace(plan, **kept)
 
 
 async def _purchase_paid(
-    session: AsyncSession, plan: Plan, invoice: Invoice, now: datetime, actor: str
-) -> None:
+    session: AsyncSession, plan: PlanState, invoice: InvoiceState, now: datetime, actor: str
+) -> PlanState:
     before = plan.seats
+    values: dict[str, Any] = {"seats": invoice.seats}
     if plan.pending_invoice_id == invoice.id:
-        plan.pending_invoice_id = None
-        plan.pending_seats = None
+        values |= {"pending_invoice_id": None, "pending_seats": None}
     if not plan.status.is_paid:
         # Out of a trial, an expired trial, a canceled plan or nothing: the purchase starts
         # the paid plan on the period (and cycle) it was priced over.
-        plan.period_start, plan.period_end = invoice.period_start, invoice.period_end
-        plan.billing_cycle = invoice.billing_cycle
-        plan.status = PlanStatus.ACTIVE
-    plan.seats = invoice.seats
-    touch(plan, now)
+        values |= {
+            "period_start": invoice.period_start,
+            "period_end": invoice.period_end,
+            "billing_cycle": invoice.billing_cycle,
+            "status": PlanStatus.ACTIVE,
+        }
+    plan = await _change(session, plan, now, values)
     await ledger.add_event(
         session,
         account_id=invoice.account_id,
@@ -79,15 +123,21 @@ async def _purchase_paid(
             "amount": invoice.total,
         },
     )
+    return plan
 
 
 async def _purchase_closed(
-    session: AsyncSession, plan: Plan, invoice: Invoice, now: datetime, actor: str, event: str
-) -> None:
+    session: AsyncSession,
+    plan: PlanState,
+    invoice: InvoiceState,
+    now: datetime,
+    actor: str,
+    event: str,
+) -> PlanState:
+    values: dict[str, Any] = {}
     if plan.pending_invoice_id == invoice.id:
-        plan.pending_invoice_id = None
-        plan.pending_seats = None
-    touch(plan, now)
+        values = {"pending_invoice_id": None, "pending_seats": None}
+    plan = await _change(session, plan, now, values)
     await ledger.add_event(
         session,
         account_id=invoice.account_id,
@@ -96,17 +146,17 @@ async def _purchase_closed(
         at=now,
         data={"invoice_id": invoice.id, "seats": invoice.seats, "reason": invoice.failure_reason},
     )
+    return plan
 
 
 async def _renewal_paid(
-    session: AsyncSession, plan: Plan, invoice: Invoice, now: datetime, actor: str
-) -> None:
+    session: AsyncSession, plan: PlanState, invoice: InvoiceState, now: datetime, actor: str
+) -> PlanState:
     if plan.status is not PlanStatus.PAST_DUE:
-        return
-    if await ledger.pending_renewals(session, plan.account_id):
-        return  # still owes an older or newer renewal
-    plan.status = PlanStatus.ACTIVE
-    touch(plan, now)
+        return plan
+    if await repo.has_pending_renewal(session, plan.account_id):
+        return plan  # still owes an older or newer renewal
+    plan = await _change(session, plan, now, {"status": PlanStatus.ACTIVE})
     await ledger.add_event(
         session,
         account_id=invoice.account_id,
@@ -115,16 +165,20 @@ async def _renewal_paid(
         at=now,
         data={"invoice_id": invoice.id},
     )
+    return plan
 
 
 async def _renewal_declined(
-    session: AsyncSession, plan: Plan, invoice: Invoice, reason: str, now: datetime, actor: str
-) -> None:
-    # The invoice stays pending (it is still owed); its reason is the attempt's outcome.
+    session: AsyncSession,
+    plan: PlanState,
+    invoice: InvoiceState,
+    reason: str,
+    now: datetime,
+    actor: str,
+) -> PlanState:
     if plan.status is not PlanStatus.ACTIVE:
-        return
-    plan.status = PlanStatus.PAST_DUE
-    touch(plan, now)
+        return plan
+    plan = await _change(session, plan, now, {"status": PlanStatus.PAST_DUE})
     await ledger.add_event(
         session,
         account_id=invoice.account_id,
@@ -133,3 +187,4 @@ async def _renewal_declined(
         at=now,
         data={"invoice_id": invoice.id, "reason": reason},
     )
+    return plan

@@ -28,7 +28,7 @@ from app.auth import Caller
 from app.billing.pricing import PriceChange
 from app.clock import Clock
 from app.collection.policy import Mode
-from app.collection.service import Collected, Collector
+from app.collection.service import Claim, Collected, Collector
 from app.config import Settings
 from app.db import Database
 from app.errors import (
@@ -72,8 +72,12 @@ async def purchase(
 
     async def work() -> StoredResponse:
         async with deps.db.transaction() as session:
-            invoice = await _prepare(session, deps, caller, req, body)
-        collected = await deps.collector.collect(invoice.id, caller.actor, Mode.REQUEST)
+            invoice, claim = await _prepare(session, deps, caller, req, body)
+        collected = await (
+            deps.collector.complete(claim, caller.actor)
+            if claim is not None
+            else deps.collector.collect(invoice.id, caller.actor, Mode.REQUEST)
+        )
         return await answer(deps, caller.account_id, collected)
 
     return await deps.idempotency.execute(req, work)
@@ -124,8 +128,9 @@ async def _prepare(
     caller: Caller,
     req: IdempotentRequest,
     body: PurchaseIn,
-) -> Invoice:
-    """Step 1: the pending invoice of this request, made now or found from an earlier try."""
+) -> tuple[Invoice, Claim | None]:
+    """Step 1: the pending invoice of this request, made now or found from an earlier try;
+    a new one with its first attempt claimed (committed together, §6)."""
     now = await deps.clock.now(session)
     plan, account = await load(session, caller.account_id, lock=True)
     earlier = await ledger.invoice_for_request(session, req.scope_hash)
@@ -136,7 +141,7 @@ async def _prepare(
             )
         # A retry of a purchase whose charge timed out, whose process died, or that was
         # completed since: carry on with the same invoice, hence the same gateway key.
-        return earlier
+        return earlier, None
     state = plan_state(plan).at(now)
     rules.check_purchase(state, body.seats)
     today = now.date()
@@ -180,7 +185,7 @@ async def _prepare(
     plan.pending_invoice_id = invoice.id
     plan.pending_seats = body.seats
     touch(plan, now)
-    return invoice
+    return invoice, await deps.collector.claim_first(session, invoice, caller.actor, now)
 
 
 async def _check_quote(

@@ -1,0 +1,255 @@
+"""SQL of the collection engine: claims, outcomes and settlement, as Core statements.
+
+The engine runs these for every charge of a billing run, so none goes through the ORM's unit
+of work or identity map, and each works on a batch of invoices as readily as on one: a claim
+of N invoices is the same four statements as a claim of one. Events still go through
+``app.ledger.repository.add_event``: the webhook outbox hooks the ORM flush.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.billing.periods import BillingCycle
+from app.directory.models import Account
+from app.ledger.models import (
+    AttemptOperation,
+    AttemptOutcome,
+    ChargeAttempt,
+    ChargeOutcome,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+)
+from app.seats.models import Plan
+from app.seats.status import PlanStatus
+
+# The mapped classes' tables: Core statements on them skip the ORM's per-row bookkeeping.
+_invoice = cast(Table, Invoice.__table__)
+_attempt = cast(Table, ChargeAttempt.__table__)
+_outcome = cast(Table, ChargeOutcome.__table__)
+_plan = cast(Table, Plan.__table__)
+_account = cast(Table, Account.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceState:
+    """An invoice as the engine reads it, fresh under its plan's lock."""
+
+    id: str
+    account_id: str
+    kind: InvoiceKind
+    status: InvoiceStatus
+    total: int
+    currency: str
+    seats: int
+    period_start: date
+    period_end: date
+    billing_cycle: BillingCycle | None
+    payment_method: str  # the one the invoice was made with
+    account_payment_method: str  # the account's of now: what a new key charges
+    failure_reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PlanState:
+    """The fields of a locked plan that settling an invoice reads."""
+
+    account_id: str
+    status: PlanStatus
+    seats: int
+    pending_invoice_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """An attempt with its outcome (None: not recorded yet)."""
+
+    number: int
+    operation: AttemptOperation
+    key: str
+    payment_method: str
+    at: datetime
+    sent_at: datetime
+    outcome: AttemptOutcome | None
+
+
+def _for_update(stmt: Any, skip_locked: bool) -> Any:
+    # SQLite compiles FOR UPDATE away: there BEGIN IMMEDIATE has taken the one write lock.
+    return stmt.with_for_update(of=_plan, skip_locked=skip_locked)
+
+
+async def lock_plans_of(
+    session: AsyncSession, invoice_ids: Sequence[str], *, skip_locked: bool
+) -> dict[str, PlanState]:
+    """Lock the plans of these invoices, in account order (the one lock order, and no two
+    batch lockers can deadlock); the plan of each invoice it locked, by invoice id.
+
+    With ``skip_locked`` a plan that another transaction holds is passed over (its invoices
+    are missing from the answer) instead of waited for.
+    """
+    if not invoice_ids:
+        return {}
+    stmt = (
+        select(
+            _invoice.c.id,
+            _plan.c.account_id,
+            _plan.c.status,
+            _plan.c.seats,
+            _plan.c.pending_invoice_id,
+        )
+        .join(_plan, _plan.c.account_id == _invoice.c.account_id)
+        .where(_invoice.c.id.in_(list(invoice_ids)))
+        .order_by(_plan.c.account_id)
+    )
+    rows = (await session.execute(_for_update(stmt, skip_locked))).all()
+    return {row[0]: PlanState(row[1], row[2], row[3], row[4]) for row in rows}
+
+
+async def lock_plan(session: AsyncSession, account_id: str) -> PlanState | None:
+    """One plan, locked (``SELECT ... FOR UPDATE``): the first lock on an account."""
+    stmt = select(
+        _plan.c.account_id, _plan.c.status, _plan.c.seats, _plan.c.pending_invoice_id
+    ).where(_plan.c.account_id == account_id)
+    row = (await session.execute(_for_update(stmt, False))).first()
+    return None if row is None else PlanState(row[0], row[1], row[2], row[3])
+
+
+async def invoices_with_attempts(
+    session: AsyncSession, invoice_ids: Sequence[str]
+) -> dict[str, tuple[InvoiceState, list[AttemptRow]]]:
+    """The invoices (read fresh: call it with their plans locked) with their attempts in
+    order, in one statement."""
+    if not invoice_ids:
+        return {}
+    i, a, o, acct = _invoice, _attempt, _outcome, _account
+    stmt = (
+        select(
+            i.c.id,
+            i.c.account_id,
+            i.c.kind,
+            i.c.status,
+            i.c.total,
+            i.c.currency,
+            i.c.seats,
+            i.c.period_start,
+            i.c.period_end,
+            i.c.billing_cycle,
+            i.c.payment_method,
+            acct.c.payment_method,
+            i.c.failure_reason,
+            i.c.created_at,
+            a.c.number,
+            a.c.operation,
+            a.c.gateway_key,
+            a.c.payment_method,
+            a.c.at,
+            a.c.sent_at,
+            o.c.outcome,
+        )
+        .join(acct, acct.c.id == i.c.account_id)
+        .outerjoin(a, a.c.invoice_id == i.c.id)
+        .outerjoin(o, and_(o.c.invoice_id == a.c.invoice_id, o.c.number == a.c.number))
+        .where(i.c.id.in_(list(invoice_ids)))
+        .order_by(i.c.id, a.c.number)
+    )
+    found: dict[str, tuple[InvoiceState, list[AttemptRow]]] = {}
+    for row in (await session.execute(stmt)).all():
+        entry = found.get(row[0])
+        if entry is None:
+            entry = found[row[0]] = (InvoiceState(*row[:14]), [])
+        if row[14] is not None:
+            entry[1].append(AttemptRow(*row[14:]))
+    return found
+
+
+async def invoice_state(session: AsyncSession, invoice_id: str) -> InvoiceState | None:
+    """One invoice as the engine reads it (no attempts)."""
+    found = await invoices_with_attempts(session, [invoice_id])
+    entry = found.get(invoice_id)
+    return None if entry is None else entry[0]
+
+
+async def invoice_account(session: AsyncSession, invoice_id: str) -> str | None:
+    """The account of an invoice (immutable: read before its plan is locked)."""
+    return await session.scalar(select(_invoice.c.account_id).where(_invoice.c.id == invoice_id))
+
+
+async def add_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Record attempts, one multi-row insert; the (invoice, number) key refuses a second
+    collector's attempt of the same number."""
+    if rows:
+        await session.execute(insert(_attempt), list(rows))
+
+
+async def add_outcomes(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Append outcomes, one multi-row insert."""
+    if rows:
+        await session.execute(insert(_outcome), list(rows))
+
+
+async def mark_paid(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Pending invoices paid: ``[{"id", "paid_at", "charge_id"}]`` (executemany)."""
+    if not rows:
+        return
+    stmt = (
+        update(_invoice)
+        .where(_invoice.c.id == bindparam("b_id"), _invoice.c.status == InvoiceStatus.PENDING)
+        .values(status=InvoiceStatus.PAID, paid_at=bindparam("b_at"), charge_id=bindparam("b_cid"))
+    )
+    params = [{"b_id": r["id"], "b_at": r["paid_at"], "b_cid": r["charge_id"]} for r in rows]
+    await session.execute(stmt, params)
+
+
+async def close_invoice(
+    session: AsyncSession, invoice_id: str, status: InvoiceStatus, reason: str
+) -> None:
+    """A pending invoice failed, voided or uncollectible, with its reason."""
+    await session.execute(
+        update(_invoice)
+        .where(_invoice.c.id == invoice_id, _invoice.c.status == InvoiceStatus.PENDING)
+        .values(status=status, failure_reason=reason[:200])
+    )
+
+
+async def update_plan(session: AsyncSession, account_id: str, values: dict[str, Any]) -> None:
+    """Change a locked plan."""
+    await session.execute(update(_plan).where(_plan.c.account_id == account_id).values(values))
+
+
+async def has_pending_renewal(session: AsyncSession, account_id: str) -> bool:
+    """Whether the account still owes a renewal."""
+    found = await session.scalar(
+        select(_invoice.c.id)
+        .where(
+            _invoice.c.account_id == account_id,
+            _invoice.c.kind == InvoiceKind.RENEWAL,
+            _invoice.c.status == InvoiceStatus.PENDING,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def pending_invoice_ids(
+    session: AsyncSession, kind: InvoiceKind, after: str, limit: int
+) -> list[tuple[str, datetime]]:
+    """A keyset page of the pending invoices of ``kind``: (id, created_at)."""
+    rows = await session.execute(
+        select(_invoice.c.id, _invoice.c.created_at)
+        .where(
+            _invoice.c.status == InvoiceStatus.PENDING,
+            _invoice.c.kind == kind,
+            _invoice.c.id > after,
+        )
+        .order_by(_invoice.c.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in rows.all()]

@@ -1,0 +1,165 @@
+"""The collection engine's batches and the purchase's first attempt (SPEC §6, §7, issue 10).
+
+* A purchase commits its pending invoice and its first attempt in one transaction: no
+  collector ever sees the invoice without its claim, and a crash after that commit and
+  before the call leaves an attempt that the next collector resends under the same key.
+* A billing run claims renewals a chunk at a time with SKIP LOCKED; a plan that a request
+  holds while the run passes is not skipped for good: the run comes back to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import event
+
+from app.config import Settings
+from bench.billing_fixture import (
+    RENEWAL_RUN_AT,
+    LoopbackPayments,
+    billing_env,
+    renewal_stats,
+    run_billing,
+    seed_due_accounts,
+    set_test_clock,
+)
+from tests.billing_run.conftest import assert_ran_clean
+from tests.conftest import NOW, PG_URL, Api, postgres_only
+from tests.live import LiveServer
+from tests.payments_server import PaymentsServer
+from tests.races.conftest import assert_invariants
+
+
+async def test_a_purchase_commits_its_invoice_and_first_attempt_together(
+    app: Any, api: Api, sql: Callable[..., Any]
+) -> None:
+    statements: list[str] = []
+    engine = app.state.db.engine.sync_engine
+
+    def on_execute(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        # "INSERT INTO invoice", "SELECT ...", "UPDATE plan": what and where.
+        statements.append(" ".join(statement.replace("(", " ").split()[:3]).upper())
+
+    def on_commit(_c: Any) -> None:
+        statements.append("COMMIT")
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    try:
+        r = await api.buy(5)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "commit", on_commit)
+    assert r.status_code == 201, r.text
+
+    made = statements.index("INSERT INTO INVOICE")
+    claimed = statements.index("INSERT INTO CHARGE_ATTEMPT")
+    assert made < claimed
+    assert "COMMIT" not in statements[made:claimed], statements[made : claimed + 1]
+    tries = await sql(
+        "SELECT a.number, a.gateway_key, o.outcome FROM charge_attempt a "
+        "JOIN charge_outcome o ON o.invoice_id = a.invoice_id AND o.number = a.number"
+    )
+    assert [tuple(t) for t in tries] == [(1, r.json()["invoice"]["id"], "succeeded")]
+
+
+@pytest.fixture
+def payments() -> Iterator[PaymentsServer]:
+    with PaymentsServer() as server:
+        yield server
+
+
+@pytest.mark.skipif(not PG_URL, reason="a crash test: the real server on PostgreSQL")
+async def test_a_crash_between_the_purchase_commit_and_its_call_leaves_the_claim(
+    database_url: str, settings: Settings, payments: PaymentsServer, sql: Callable[..., Any]
+) -> None:
+    """Killed after the invoice and its attempt commit, before the gateway is called: the
+    attempt is on record without an outcome (never an invoice without its claim), nothing was
+    charged, and a retry with the same key, once the lease has passed, charges once."""
+    env = {
+        "SEATS_PAYMENTS_GATEWAY": "http",
+        "SEATS_PAYMENTS_URL": payments.url,
+        "SEATS_IDEMPOTENCY_LOCK_SECONDS": "0.5",
+        "SEATS_COLLECTION_LEASE_SECONDS": "0.5",
+    }
+    key = uuid.uuid4().hex
+    with LiveServer(database_url, workers=1, SEATS_FAULT_POINT="before_charge", **env) as dying:
+        async with httpx.AsyncClient(base_url=dying.url, timeout=10) as client:
+            api = Api(client)
+            await api.set_clock(NOW)
+            assert (await api.put_account("acme")).status_code == 201
+            assert (await api.put_user("acme", "alice", "primary_admin")).status_code == 201
+            with pytest.raises(httpx.TransportError):
+                await api.buy(5, key=key)
+        assert dying.wait_exit() == -signal.SIGKILL
+
+    [(invoice_id, status)] = await sql("SELECT id, status FROM invoice")
+    assert status == "pending"
+    tries = await sql(
+        "SELECT a.number, a.gateway_key, o.outcome FROM charge_attempt a "
+        "LEFT JOIN charge_outcome o ON o.invoice_id = a.invoice_id AND o.number = a.number"
+    )
+    assert [tuple(t) for t in tries] == [(1, invoice_id, None)]
+    assert payments.charges == []
+
+    with LiveServer(database_url, workers=1, **env) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            await asyncio.sleep(0.6)  # the dead request's key lock and its lease expire
+            r = await Api(client).buy(5, key=key)
+            assert r.status_code == 201, r.text
+            assert r.json()["invoice"]["id"] == invoice_id
+
+    assert [c["idempotency_key"] for c in payments.charges] == [invoice_id]
+    tries = await sql(
+        "SELECT a.number, a.gateway_key, o.outcome FROM charge_attempt a "
+        "LEFT JOIN charge_outcome o ON o.invoice_id = a.invoice_id AND o.number = a.number "
+        "ORDER BY a.number"
+    )
+    assert [tuple(t) for t in tries] == [(1, invoice_id, None), (2, invoice_id, "succeeded")]
+    await assert_invariants(settings)
+
+
+@postgres_only
+async def test_a_run_comes_back_to_a_plan_a_request_held_while_it_passed(
+    database_url: str,
+) -> None:
+    """The run's claims skip locked plans (another run's); one held by someone else for a
+    moment is claimed at the end of the job, waiting for it: every due account is renewed."""
+    with LoopbackPayments(latency=0.0) as payments:
+        accounts = await seed_due_accounts(database_url, 30)
+        await set_test_clock(database_url, RENEWAL_RUN_AT)
+        held = accounts[3].account_id
+        blocker = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            tx = blocker.transaction()
+            await tx.start()
+            env = billing_env(database_url, payments.url)
+            running = asyncio.get_running_loop().run_in_executor(None, run_billing, [env])
+            # Hold the plan once it is invoiced (pending renewal) and before it is charged.
+            for _ in range(400):
+                found = await blocker.fetchval(
+                    "SELECT count(*) FROM invoice WHERE account_id = $1 AND kind = 'renewal'",
+                    held,
+                )
+                if found:
+                    await blocker.execute(
+                        "SELECT 1 FROM plan WHERE account_id = $1 FOR UPDATE", held
+                    )
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(1.0)
+            await tx.rollback()
+            (result,) = await running
+        finally:
+            await blocker.close()
+    assert_ran_clean(result)
+    stats = await renewal_stats(database_url)
+    assert stats.paid == stats.invoiced == 30, stats
+    assert payments.keys_sent_more_than_once() == {}
