@@ -32,7 +32,7 @@ from bench.billing_fixture import (
 )
 from tests.billing_run.conftest import assert_ran_clean
 from tests.conftest import NOW, PG_URL, Api, postgres_only
-from tests.live import LiveServer
+from tests.live import LiveServer, free_port
 from tests.payments_server import PaymentsServer
 from tests.races.conftest import assert_invariants
 
@@ -130,36 +130,38 @@ async def test_a_crash_between_the_purchase_commit_and_its_call_leaves_the_claim
 async def test_a_run_comes_back_to_a_plan_a_request_held_while_it_passed(
     database_url: str,
 ) -> None:
-    """The run's claims skip locked plans (another run's); one held by someone else for a
-    moment is claimed at the end of the job, waiting for it: every due account is renewed."""
+    """The run's claims skip locked plans (another run is claiming them); one that someone
+    else held while the run went past is claimed at the end of the job, waiting for it: every
+    due renewal is charged, none twice."""
+    accounts = await seed_due_accounts(database_url, 30)
+    await set_test_clock(database_url, RENEWAL_RUN_AT)
+    # A first run with the payments service unreachable: every renewal invoiced, none paid.
+    (down,) = run_billing([billing_env(database_url, f"http://127.0.0.1:{free_port()}")])
+    assert down.returncode != 0
+    held = accounts[3].account_id
     with LoopbackPayments(latency=0.0) as payments:
-        accounts = await seed_due_accounts(database_url, 30)
-        await set_test_clock(database_url, RENEWAL_RUN_AT)
-        held = accounts[3].account_id
         blocker = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
         try:
             tx = blocker.transaction()
             await tx.start()
+            await blocker.execute("SELECT 1 FROM plan WHERE account_id = $1 FOR UPDATE", held)
             env = billing_env(database_url, payments.url)
             running = asyncio.get_running_loop().run_in_executor(None, run_billing, [env])
-            # Hold the plan once it is invoiced (pending renewal) and before it is charged.
-            for _ in range(400):
-                found = await blocker.fetchval(
-                    "SELECT count(*) FROM invoice WHERE account_id = $1 AND kind = 'renewal'",
-                    held,
+            paid = 0
+            for _ in range(600):  # the run charges every other renewal meanwhile
+                paid = await blocker.fetchval(
+                    "SELECT count(*) FROM invoice WHERE kind = 'renewal' AND status = 'paid'"
                 )
-                if found:
-                    await blocker.execute(
-                        "SELECT 1 FROM plan WHERE account_id = $1 FOR UPDATE", held
-                    )
+                if paid == len(accounts) - 1:
                     break
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(1.0)
+                await asyncio.sleep(0.1)
+            assert paid == len(accounts) - 1
+            await asyncio.sleep(0.5)
             await tx.rollback()
             (result,) = await running
         finally:
             await blocker.close()
     assert_ran_clean(result)
     stats = await renewal_stats(database_url)
-    assert stats.paid == stats.invoiced == 30, stats
+    assert stats.paid == stats.invoiced == len(accounts), stats
     assert payments.keys_sent_more_than_once() == {}
