@@ -3,14 +3,16 @@
 The order is what makes it safe, and it must not change:
 
 1. In one transaction, with the plan locked: check the rules, price the purchase and record a
-   ``pending`` invoice (the plan notes it is waiting for it). Commit.
-2. Collect it (``app.collection``): the attempt is committed, the gateway charged with the
-   invoice id as the key, the outcome appended and the invoice settled, paid (seats raised)
-   or failed, in one transaction.
+   ``pending`` invoice (the plan notes it is waiting for it) and its first attempt
+   (``Collector.claim_first``). Commit.
+2. Collect it (``app.collection``): the gateway charged with the invoice id as the key, the
+   outcome appended and the invoice settled, paid (seats raised) or failed, in one
+   transaction.
 3. Answer from the invoice as it now stands.
 
-A crash or a timeout between 1 and 2 leaves a pending invoice that a retry with the same
-``Idempotency-Key``, ``/pay`` or the billing run completes under the same gateway key; after
+A timeout in 2 leaves a pending invoice with no definitive answer, and a crash after 1 one
+whose attempt has no outcome (resent once its lease has passed): a retry with the same
+``Idempotency-Key``, ``/pay`` or the billing run completes it under the same gateway key; after
 ``SEATS_PENDING_PURCHASE_HOURS`` the billing run voids it (R14). Seats are never raised
 without a paid invoice, and the answer to a key is always derived from its invoice: a retry
 after any of these gets the final outcome, whoever reached it.
