@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import ID_PATTERN, Caller, Principal, TokenVerifier, caller_of, check_account_scope
 from app.clock import Clock
@@ -75,17 +75,6 @@ async def get_session(db: DbDep) -> AsyncIterator[AsyncSession]:
 # scope="function": commit before the response is sent, so a failed commit is an error
 # response and never a success the database did not keep.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-async def get_read_connection(db: DbDep) -> AsyncIterator[AsyncConnection]:
-    """A connection for a read that is one statement, in SQLAlchemy Core (no ORM session):
-    no BEGIN and COMMIT round trips on PostgreSQL, where one statement sees one snapshot
-    anyway. For reads only."""
-    async with db.reads.connect() as conn:
-        yield conn
-
-
-ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
 
 
 async def get_now(session: SessionDep, clock: ClockDep) -> datetime:
