@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, String, bindparam, delete, null, select
+from sqlalchemy import Select, String, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -14,7 +14,6 @@ from app.db import Database, PreparedRead
 from app.directory.models import Account, Role, User
 from app.pagination import keyset
 from app.seats.models import Assignment, Plan, Quote
-from app.seats.status import PlanStatus
 
 
 async def lock_plan(session: AsyncSession, account_id: str) -> Plan | None:
@@ -46,30 +45,26 @@ class AgentCheckRow(NamedTuple):
     is_agent: bool
     plan_status: str | None
     trial_ends_at: datetime | None
-    stored_now: datetime | None
+    stored_now: datetime | None = None
 
 
-def _agent_check_statement(
-    *, stored_clock: bool
-) -> Select[Role, bool, bool, PlanStatus, datetime | None, datetime | None]:
+def _agent_check_statement(*, stored_clock: bool) -> Select[*tuple[Any, ...]]:
     caller, target = aliased(User), aliased(User)
     account_id, user_id = bindparam("account_id", type_=String), bindparam("user_id", type_=String)
-    # The test clock's time rides along in the same row (SEATS_TEST_CLOCK): no second trip.
-    stored_now = (
-        select(TestClockRow.now).where(TestClockRow.id == 1).scalar_subquery()
-        if stored_clock
-        else null()
+    statement: Select[*tuple[Any, ...]] = select(
+        caller.role,
+        target.id.is_not(None),
+        Assignment.user_id.is_not(None),
+        Plan.status,
+        Plan.trial_ends_at,
     )
-    return (
-        select(
-            caller.role,
-            target.id.is_not(None),
-            Assignment.user_id.is_not(None),
-            Plan.status,
-            Plan.trial_ends_at,
-            stored_now,
+    if stored_clock:
+        # The test clock's time rides along in the same row (SEATS_TEST_CLOCK): no second trip.
+        statement = statement.add_columns(
+            select(TestClockRow.now).where(TestClockRow.id == 1).scalar_subquery()
         )
-        .select_from(Account)
+    return (
+        statement.select_from(Account)
         .outerjoin(
             caller, (caller.account_id == Account.id) & (caller.id == bindparam("caller_id"))
         )
