@@ -26,22 +26,40 @@ class TestClockRow(Base):
 
 
 class Clock(Protocol):
+    # Whether "now" is stored in the database: a one-statement read then selects it in the
+    # same statement (the test clock's row) and hands it to ``now_from``.
+    stored: bool
+
     async def now(self, session: AsyncSession | AsyncConnection) -> datetime: ...
+
+    def now_from(self, stored_now: datetime | None) -> datetime: ...
 
 
 class SystemClock:
     """Wall-clock UTC time."""
 
+    stored = False
+
     async def now(self, session: AsyncSession | AsyncConnection) -> datetime:
+        return datetime.now(UTC)
+
+    def now_from(self, stored_now: datetime | None) -> datetime:
         return datetime.now(UTC)
 
 
 class DatabaseTestClock:
     """The time set by ``PUT /internal/v1/test-clock``, or wall-clock time until one is set."""
 
+    stored = True
+
     async def now(self, session: AsyncSession | AsyncConnection) -> datetime:
-        frozen = await session.scalar(select(TestClockRow.now).where(TestClockRow.id == 1))
-        return frozen if frozen is not None else datetime.now(UTC)
+        return self.now_from(
+            await session.scalar(select(TestClockRow.now).where(TestClockRow.id == 1))
+        )
+
+    def now_from(self, stored_now: datetime | None) -> datetime:
+        """The time of the clock's row as a read selected it (None: no time set)."""
+        return stored_now if stored_now is not None else datetime.now(UTC)
 
     async def set(self, session: AsyncSession, now: datetime) -> None:
         row = await session.get(TestClockRow, 1)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
+from starlette.types import ASGIApp
 
 from app.auth import TokenVerifier
 from app.billing_run.routes import router as billing_run_router
@@ -21,12 +22,7 @@ from app.errors import PayloadTooLarge
 from app.idempotency import IdempotencyStore
 from app.ledger.routes import router as ledger_router
 from app.manage import routes as manage
-from app.observability import (
-    BodySizeLimitMiddleware,
-    RequestContextMiddleware,
-    UnhandledErrorMiddleware,
-    configure_logging,
-)
+from app.observability import ServiceMiddleware, configure_logging
 from app.openapi import build_openapi, operation_id
 from app.ops import router as ops_router
 from app.payments import make_gateway
@@ -133,27 +129,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     manage.install(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
-    # Added innermost first. From the outside in: the request id (so every answer carries
-    # it, a CORS preflight too), then CORS, so that every answer below it gets the CORS
-    # headers: the 500 of an unexpected error and the 413 of an oversized body included,
-    # or a browser shows an opaque CORS failure instead of the problem body.
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_body_bytes,
-        too_large=lambda: error_response(PayloadTooLarge()),
-    )
-    app.add_middleware(UnhandledErrorMiddleware, on_error=unexpected_error_response)
+    # From the outside in: ServiceMiddleware (so every answer carries the request id, a CORS
+    # preflight too), then CORS. The answers ServiceMiddleware makes itself (the 500 of an
+    # unexpected error, the 413 of a declared oversized body) go through a CORS layer of
+    # their own, so that every answer gets the CORS headers, or a browser shows an opaque
+    # CORS failure instead of the problem body.
+    wrap_answer = None
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
-        )
+        origins = settings.cors_origins
+
+        def with_cors(inner: ASGIApp) -> ASGIApp:
+            return CORSMiddleware(
+                inner,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+                expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
+            )
+
+        app.add_middleware(with_cors)
+        wrap_answer = with_cors
     app.add_middleware(
-        RequestContextMiddleware,
+        ServiceMiddleware,
         on_error=unexpected_error_response,
+        too_large=lambda: error_response(PayloadTooLarge()),
+        max_body_bytes=settings.max_body_bytes,
         access_log_sample=settings.access_log_sample,
+        wrap_answer=wrap_answer,
     )
     return app

@@ -1,7 +1,8 @@
 """Request ids, JSON logs and Prometheus metrics.
 
-The middleware is plain ASGI (not ``BaseHTTPMiddleware``): it sits on the hot path of every
-request, and it must also answer for exceptions so that a 500 still carries ``X-Request-ID``.
+``ServiceMiddleware`` is plain ASGI (not ``BaseHTTPMiddleware``) and the only middleware of
+ours: it sits on the hot path of every request, and it must also answer for exceptions so that
+a 500 still carries ``X-Request-ID``.
 """
 
 from __future__ import annotations
@@ -74,25 +75,67 @@ def configure_logging(level: str = "INFO") -> None:
 access_log = logging.getLogger("app.access")
 
 ErrorResponder = Callable[[Exception], Awaitable[ASGIApp]]
+AnswerWrapper = Callable[[ASGIApp], ASGIApp]
+
+SLOW_SECONDS = 1.0
+# Bounds the pre-bound metric children: route templates are few, but the method is the
+# client's to choose.
+_MAX_BOUND_METRICS = 1024
 
 
-class RequestContextMiddleware:
-    """Sets ``X-Request-ID``, records metrics and the access log, answers unhandled errors."""
+class ServiceMiddleware:
+    """The one middleware of the service: the request id, the body-size limit, metrics and
+    the access log, and the answer to an exception nobody handled (500, or 503).
+
+    Plain ASGI, one layer: it sits on the hot path of every request (issue 13). It is the
+    outermost layer, so that every answer carries ``X-Request-ID`` (a CORS preflight too);
+    the answers it makes itself (the 413 of a declared oversized body, the 500) go out
+    through ``wrap_answer`` (CORS, when configured), like any answer from inside.
+
+    The body limit is its own and not Starlette's ``max_body_size``: that one answers a
+    plain-text 413 from outside the exception handlers (and outside CORS at the app level),
+    and reads a body whose ``Content-Length`` is not a number as if it had none.
+    """
 
     def __init__(
-        self, app: ASGIApp, on_error: ErrorResponder, access_log_sample: float = 1.0
+        self,
+        app: ASGIApp,
+        *,
+        on_error: ErrorResponder,
+        too_large: Callable[[], ASGIApp],
+        max_body_bytes: int,
+        access_log_sample: float = 1.0,
+        wrap_answer: AnswerWrapper | None = None,
     ) -> None:
         self.app = app
         self.on_error = on_error
+        self.too_large = too_large
+        self.max_body_bytes = max_body_bytes
         self.access_log_sample = access_log_sample
+        self.wrap_answer: AnswerWrapper = wrap_answer or (lambda answer: answer)
+        self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or secrets.token_hex(16)
-        token = _request_id.set(request_id)
         started = time.perf_counter()
+        request_id, declared, has_body = None, None, False
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                text = value.decode("latin-1")
+                # A caller's id is echoed only when it is safe to put in logs and headers.
+                request_id = text if _VALID_REQUEST_ID.match(text) else None
+            elif name == b"content-length":
+                has_body = True
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = self.max_body_bytes + 1  # unreadable: refused as too large
+            elif name == b"transfer-encoding":
+                has_body = True
+        request_id = request_id or secrets.token_hex(16)
+        token = _request_id.set(request_id)
         status = 500
         response_started = False
         header = (b"x-request-id", request_id.encode())
@@ -106,30 +149,63 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
-        except Exception as exc:
-            if response_started:
-                raise
-            response = await self.on_error(exc)
-            await response(scope, receive, send_wrapper)
+            if declared is not None and declared > self.max_body_bytes:
+                await self.wrap_answer(self.too_large())(scope, receive, send_wrapper)
+                return
+            if has_body:
+                receive = self._limited(receive)
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except Exception as exc:
+                if response_started:
+                    raise
+                answer = self.too_large() if isinstance(exc, BodyTooLarge) else None
+                answer = answer or await self.on_error(exc)
+                await self.wrap_answer(answer)(scope, receive, send_wrapper)
         finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            REQUESTS.labels(method, template, str(status)).inc()
-            LATENCY.labels(method, template).observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO) and self._sampled(status, elapsed):
-                access_log.info(
-                    "request",
-                    extra={
-                        "method": method,
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
+            self._record(scope, status, time.perf_counter() - started)
             _request_id.reset(token)
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge()
+            return message
+
+        return limited_receive
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope["method"]
+        key = (method, template, status)
+        children = self._metrics.get(key)
+        if children is None:
+            children = (
+                REQUESTS.labels(method, template, str(status)),
+                LATENCY.labels(method, template),
+            )
+            if len(self._metrics) < _MAX_BOUND_METRICS:
+                self._metrics[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO) and self._sampled(status, elapsed):
+            access_log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
 
     def _sampled(self, status: int, elapsed: float) -> bool:
         # A JSON line costs about as much as the hot read's query: under heavy traffic an
@@ -139,93 +215,11 @@ class RequestContextMiddleware:
         return random.random() < self.access_log_sample  # noqa: S311 - sampling, not secrets
 
 
-SLOW_SECONDS = 1.0
-
-
-class UnhandledErrorMiddleware:
-    """Answers an exception nobody handled with ``on_error``'s problem (500, or 503).
-
-    It sits inside CORS, so that this answer carries the CORS headers like any other;
-    ``RequestContextMiddleware`` keeps the same answer as a last resort outside it.
-    """
-
-    def __init__(self, app: ASGIApp, on_error: ErrorResponder) -> None:
-        self.app = app
-        self.on_error = on_error
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        response_started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except Exception as exc:
-            if response_started:
-                raise
-            response = await self.on_error(exc)
-            await response(scope, receive, send)
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            # A caller's id is echoed only when it is safe to put in logs and headers.
-            return text if _VALID_REQUEST_ID.match(text) else None
-    return None
-
-
-class BodySizeLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with 413 before the app reads them into memory."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, too_large: Callable[[], ASGIApp]) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.too_large = too_large
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = self.max_bytes + 1
-                if declared > self.max_bytes:
-                    await self.too_large()(scope, receive, send)
-                    return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge()
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except BodyTooLarge:
-            await self.too_large()(scope, receive, send)
-
-
 class BodyTooLarge(HTTPException):
-    """A chunked body grew past the limit while being read.
+    """A body grew past the limit while being read.
 
-    An HTTPException, so FastAPI passes it through its body parsing instead of turning it
-    into a generic 400.
+    An HTTPException, so FastAPI passes it through its body parsing to the app's handler
+    (413 problem+json) instead of turning it into a generic 400.
     """
 
     def __init__(self) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from app.main import create_app
+from app.observability import JsonFormatter
 from tests.conftest import Api, problem
 
 SUMMARY = "/v1/accounts/acme/conversations"
@@ -209,6 +214,74 @@ async def test_500_generates_a_request_id(boom_client: httpx.AsyncClient) -> Non
     assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])
     # the app keeps serving
     assert (await boom_client.get("/healthz")).status_code == 200
+
+
+@pytest.fixture
+def access_log() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The access log's JSON lines so far, each formatted while its request was served (so
+    with its request id)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("app.access")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    return 0.0
+
+
+async def test_every_answer_is_logged_and_counted_once(
+    boom_client: httpx.AsyncClient, access_log: Callable[[], list[dict[str, Any]]]
+) -> None:
+    """One access line and one count per request, with its request id: the 500 of an
+    unexpected error and the 413 of an oversized body included."""
+    metrics = "seats_http_requests_total"
+    boom = {"method": "GET", "route": "/boom", "status": "500"}
+    too_big = {"method": "POST", "route": "unmatched", "status": "413"}
+    text = (await boom_client.get("/metrics")).text
+    before = _metric(text, metrics, **boom), _metric(text, metrics, **too_big)
+    r = await boom_client.get("/boom", headers={"X-Request-ID": "trace-500"})
+    full_problem(r, 500, "internal_error")
+    # declared too large: refused before routing, so counted under no route
+    big = await boom_client.post(f"{SUMMARY}/quotes", content=b"x" * (MAX_BODY + 1))
+    full_problem(big, 413, "payload_too_large")
+    health = await boom_client.get("/healthz")
+    text = (await boom_client.get("/metrics")).text
+    after = _metric(text, metrics, **boom), _metric(text, metrics, **too_big)
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    lines = access_log()
+    by_id = {line["request_id"]: line for line in lines}
+    assert len(by_id) == len(lines) == 5  # the two /metrics reads too
+    assert (by_id["trace-500"]["status"], by_id["trace-500"]["path"]) == (500, "/boom")
+    assert by_id[big.headers["x-request-id"]]["status"] == 413
+    assert by_id[health.headers["x-request-id"]]["status"] == 200
+    for line in lines:
+        assert line["msg"] == "request" and line["method"] in ("GET", "POST")
+        assert line["duration_ms"] >= 0
+
+
+async def test_a_declared_oversized_body_is_413_on_any_route(api: Api) -> None:
+    """The limit is the middleware's: a GET (the hot read) with a body over it is refused
+    too, and so is a Content-Length that is not a number."""
+    path = api.url("acme", "/agents/carol")
+    headers = api.as_user("acme", "carol")
+    r = await api.client.request("GET", path, content=b"x" * (MAX_BODY + 1), headers=headers)
+    full_problem(r, 413, "payload_too_large")
+    r = await api.client.get(path, headers={**headers, "Content-Length": "lots"})
+    full_problem(r, 413, "payload_too_large")
+    assert (await api.client.get(path, headers=headers)).status_code == 200
 
 
 # --- X-Request-ID ---------------------------------------------------------------------------

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, String, bindparam, delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.clock import TestClockRow
+from app.db import Database, PreparedRead
 from app.directory.models import Account, Role, User
 from app.pagination import keyset
 from app.seats.models import Assignment, Plan, Quote
-from app.seats.status import PlanStatus
 
 
 async def lock_plan(session: AsyncSession, account_id: str) -> Plan | None:
@@ -39,25 +40,31 @@ async def delete_assignment(session: AsyncSession, account_id: str, user_id: str
 
 
 class AgentCheckRow(NamedTuple):
-    caller_role: Role | None
+    caller_role: str | None
     user_exists: bool
     is_agent: bool
-    plan_status: PlanStatus | None
+    plan_status: str | None
     trial_ends_at: datetime | None
+    stored_now: datetime | None = None
 
 
-def _agent_check_statement() -> Select[Role, bool, bool, PlanStatus, datetime | None]:
+def _agent_check_statement(*, stored_clock: bool) -> Select[*tuple[Any, ...]]:
     caller, target = aliased(User), aliased(User)
     account_id, user_id = bindparam("account_id", type_=String), bindparam("user_id", type_=String)
-    return (
-        select(
-            caller.role,
-            target.id.is_not(None),
-            Assignment.user_id.is_not(None),
-            Plan.status,
-            Plan.trial_ends_at,
+    statement: Select[*tuple[Any, ...]] = select(
+        caller.role,
+        target.id.is_not(None),
+        Assignment.user_id.is_not(None),
+        Plan.status,
+        Plan.trial_ends_at,
+    )
+    if stored_clock:
+        # The test clock's time rides along in the same row (SEATS_TEST_CLOCK): no second trip.
+        statement = statement.add_columns(
+            select(TestClockRow.now).where(TestClockRow.id == 1).scalar_subquery()
         )
-        .select_from(Account)
+    return (
+        statement.select_from(Account)
         .outerjoin(
             caller, (caller.account_id == Account.id) & (caller.id == bindparam("caller_id"))
         )
@@ -70,19 +77,22 @@ def _agent_check_statement() -> Select[Role, bool, bool, PlanStatus, datetime | 
     )
 
 
-# Built once: constructing it on every request cost as much as running it.
-_AGENT_CHECK = _agent_check_statement()
+# Built and compiled once: constructing it on every request cost as much as running it.
+_AGENT_CHECK = {
+    stored: PreparedRead(_agent_check_statement(stored_clock=stored)) for stored in (False, True)
+}
 
 
 async def agent_check(
-    conn: AsyncConnection, account_id: str, caller_id: str, user_id: str
+    db: Database, account_id: str, caller_id: str, user_id: str, *, stored_clock: bool
 ) -> AgentCheckRow | None:
     """The hot read in one statement (None if no such account): the caller's role, whether
-    the user exists and holds a seat, and the plan's status. Primary-key lookups only, so its
-    cost does not grow with the number of users or agents."""
+    the user exists and holds a seat, the plan's status, and the stored test clock's time
+    if asked. Primary-key lookups only, so its cost does not grow with the number of users or
+    agents. Enums come back as their text (the driver's own values on PostgreSQL)."""
     params = {"account_id": account_id, "caller_id": caller_id, "user_id": user_id}
-    row = (await conn.execute(_AGENT_CHECK, params)).first()
-    return None if row is None else AgentCheckRow(row[0], row[1], row[2], row[3], row[4])
+    row = await db.read_one(_AGENT_CHECK[stored_clock], params)
+    return None if row is None else AgentCheckRow(*row)
 
 
 async def user_and_assignment(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -120,6 +121,12 @@ class AgentCheck(BaseModel):
     user_id: str
     agent: bool
     active: bool = Field(description="An agent of a trialing, active or past-due plan.")
+
+    def json_bytes(self) -> bytes:
+        """The body FastAPI's own encoding would send, without its response-model pass (the
+        hot read answers with these bytes; its schema stays this model's)."""
+        body = {"user_id": self.user_id, "agent": self.agent, "active": self.active}
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class AccountUser(BaseModel):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Caller, Principal, caller_of, check_account_scope
 from app.billing.periods import BillingCycle, Period
 from app.billing.pricing import PriceChange, cycle_total, price_change
+from app.clock import Clock
 from app.config import Settings
+from app.db import Database
 from app.directory import repository as directory
 from app.directory.models import Account, Role
 from app.errors import NotAnAgent, NotFound, UnsupportedCurrency, UserNotFound
@@ -345,7 +347,7 @@ async def release_seat(
 
 
 async def check_agent(
-    conn: AsyncConnection, principal: Principal, account_id: str, user_id: str, now: datetime
+    db: Database, clock: Clock, principal: Principal, account_id: str, user_id: str
 ) -> AgentCheck:
     """The hot read: is this user an agent, and does the plan let agents work now?
 
@@ -353,7 +355,9 @@ async def check_agent(
     account and services may ask): one round trip instead of a role lookup first.
     """
     check_account_scope(principal, account_id)
-    row = await repository.agent_check(conn, account_id, principal.subject, user_id)
+    row = await repository.agent_check(
+        db, account_id, principal.subject, user_id, stored_clock=clock.stored
+    )
     role = None if row is None or row.caller_role is None else Role(row.caller_role)
     caller_of(principal, account_id, account_exists=row is not None, role=role)
     if row is None or not row.user_exists:
@@ -361,7 +365,8 @@ async def check_agent(
     is_agent, status = bool(row.is_agent), row.plan_status
     active = is_agent and status is not None and PlanStatus(status).grants_access
     if status == PlanStatus.TRIALING and row.trial_ends_at is not None:
-        active = active and now < row.trial_ends_at  # R10: the trial ends exactly then
+        # R10: the trial ends exactly then
+        active = active and clock.now_from(row.stored_now) < row.trial_ends_at
     return AgentCheck(user_id=user_id, agent=is_agent, active=active)
 
 

@@ -205,3 +205,39 @@ async def test_database_restart_gives_503_then_recovers_without_restarting_the_s
     assert summary["status"] == "trialing"
     assert (await live_api.assign("bob", user="alice")).status_code == 201
     await assert_invariants(settings)
+
+
+async def test_hot_read_on_a_killed_connection_is_503_then_recovers(live_api: Api) -> None:
+    """The agent check runs on the driver's connection under the pool: a connection the
+    database dropped must still answer 503 (never 500, never a wrong answer) and leave the pool
+    to heal, as SQLAlchemy's own execution does."""
+    assert (await live_api.start_trial()).status_code == 201
+    ok = {"user_id": "bob", "agent": False, "active": False}
+
+    async def check() -> httpx.Response:
+        return await live_api.call("GET", "acme", "/agents/bob", user="alice")
+
+    # Both workers hold pooled read connections.
+    for response in await asyncio.gather(*(check() for _ in range(20))):
+        assert response.json() == ok
+    killer = await asyncpg.connect(raw_dsn())
+    try:
+        killed = await killer.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'seats' AND state = 'idle'"
+        )
+    finally:
+        await killer.close()
+    assert killed >= 2
+    statuses = []
+    for _ in range(30):
+        response = await check()
+        statuses.append(response.status_code)
+        if response.status_code == 503:
+            problem(response, 503, "service_unavailable")
+            assert response.headers["x-request-id"]
+        else:
+            assert response.json() == ok, response.text
+    assert set(statuses) <= {200, 503}
+    assert 503 in statuses, "no request met a dropped connection"
+    assert statuses[-10:] == [200] * 10, statuses

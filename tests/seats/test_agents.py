@@ -178,6 +178,41 @@ async def test_agent_check(api: Api) -> None:
     problem(await check(api, "gina"), 404, "user_not_found")
 
 
+async def test_agent_check_answers_the_bytes_of_its_model(api: Api) -> None:
+    """The hot read answers pre-encoded bytes: exactly what the response model would send."""
+    assert (await api.buy(2)).status_code == 201
+    assert (await api.assign("carol")).status_code == 201
+    r = await check(api, "carol")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.content == b'{"user_id":"carol","agent":true,"active":true}'
+    assert r.headers["content-length"] == str(len(r.content))
+    assert r.headers["x-request-id"]
+
+
+async def test_agent_check_errors_in_their_order(api: Api) -> None:
+    """Authorization comes from the same statement, with get_caller's precedence."""
+    path = api.url("acme", "/agents/carol")
+    problem(await api.client.get(path), 401, "unauthenticated")
+    # another account's user: the path's account does not exist for it
+    problem(await api.client.get(path, headers=api.as_user("globex", "gina")), 404, "not_found")
+    # an account that does not exist: not_found for a service, before the target is looked
+    # at; its own user's token is a user the directory does not know
+    nosuch = api.url("nosuch", "/agents/carol")
+    problem(await api.client.get(nosuch, headers=api.as_service()), 404, "not_found")
+    r = await api.client.get(nosuch, headers=api.as_user("nosuch", "alice"))
+    problem(r, 403, "unknown_user")
+    # a token's user the directory does not know, even for a target that does not exist
+    for target in ("carol", "nobody"):
+        r = await api.client.get(
+            api.url("acme", f"/agents/{target}"), headers=api.as_user("acme", "mallory")
+        )
+        problem(r, 403, "unknown_user")
+    problem(await check(api, "nobody"), 404, "user_not_found")
+    problem(await api.call("GET", "acme", "/agents/nobody"), 404, "user_not_found")
+    problem(await check(api, "bad id!"), 422, "validation_error")
+
+
 async def test_r5_assigned_counter_matches_the_assignments(
     api: Api, sql: Callable[..., Any]
 ) -> None:
