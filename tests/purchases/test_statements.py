@@ -61,7 +61,7 @@ def statements(app: Any) -> Iterator[list[str]]:
 @contextmanager
 def collecting(app: Any, sent: list[str]) -> Iterator[list[str]]:
     """The statements of ``sent`` that the collection engine sends, while the block runs
-    (the real collector still does the work: it is only timed)."""
+    (the real collector does the work; the wrapper only notes which statements are its own)."""
     collector = app.state.collector
     real = collector.collect
     inside: list[str] = []
