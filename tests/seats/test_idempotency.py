@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.errors import IdempotencyKeyInUse
 from app.idempotency import make_request
 from app.main import create_app
 from tests.conftest import Api, make_settings, problem
@@ -260,6 +261,18 @@ async def test_an_abandoned_key_is_taken_over_by_one_retry_only(api: Api, sql: S
             assert replayed(r) or problem(r, 409, "idempotency_key_in_use"), r.text
     assert await count(sql, "invoice") == 1
     assert await count(sql, "charge_attempt") == 1
+
+
+async def test_racing_takeovers_of_an_abandoned_key_let_one_through(app: Any, sql: Sql) -> None:
+    # The store itself, without the HTTP stack in between, so the claims' reads line up.
+    body = b'{"seats":5}'
+    stale = datetime.now(UTC) - timedelta(seconds=61)
+    req = purchase_request("orphan", body)
+    await insert_running(sql, "orphan", req.fingerprint, stale)
+    store = app.state.idempotency
+    outcomes = await asyncio.gather(*(store.claim(req) for _ in range(4)), return_exceptions=True)
+    assert outcomes.count(None) == 1, outcomes
+    assert all(isinstance(o, IdempotencyKeyInUse) for o in outcomes if o is not None), outcomes
 
 
 async def insert_running(sql: Sql, key: str, fingerprint: str, locked_at: datetime) -> None:
