@@ -133,7 +133,9 @@ UserIdPath = Annotated[
 ]
 
 
-async def _lookup_caller(session: AsyncSession, account_id: str, principal: Principal) -> Caller:
+async def _lookup_caller(
+    session: AsyncSession | AsyncConnection, account_id: str, principal: Principal
+) -> Caller:
     check_account_scope(principal, account_id)
     if principal.is_service:
         exists = await directory.account_exists(session, account_id)
@@ -154,13 +156,15 @@ async def get_caller(
 
 
 async def get_caller_apart(account_id: AccountIdPath, principal: PrincipalDep, db: DbDep) -> Caller:
-    """The caller, read in a short transaction of its own.
+    """The caller, read on a connection of its own, outside the handler's transactions.
 
     For handlers that run their work in transactions of their own (idempotent POSTs,
     purchases): on SQLite two open write transactions of one request would wait on each other.
+    The lookup is one statement, so on PostgreSQL it runs in autocommit (no BEGIN, no COMMIT);
+    SQLite's connections still take their transaction.
     """
-    async with db.transaction() as session:
-        return await _lookup_caller(session, account_id, principal)
+    async with db.reads.connect() as conn:
+        return await _lookup_caller(conn, account_id, principal)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

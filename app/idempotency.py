@@ -17,7 +17,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,9 +26,8 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import JSON, Integer, String, delete, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import JSON, ColumnElement, Integer, String, bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.clock import Clock
@@ -41,6 +41,7 @@ from app.errors import (
 )
 from app.problems import error_response
 from app.sqltypes import UTCDateTime
+from app.upsert import insert_new
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,36 @@ class StoredResponse:
         )
 
 
+def _is_key(req: IdempotentRequest) -> tuple[ColumnElement[bool], ...]:
+    return (
+        IdempotencyRecord.account_id == req.account_id,
+        IdempotencyRecord.caller == req.caller,
+        IdempotencyRecord.key == req.key,
+    )
+
+
+def _key_params(req: IdempotentRequest) -> dict[str, str]:
+    return {"account_id": req.account_id, "caller": req.caller, "key": req.key}
+
+
+# Built once: a claimed key is read on every replay and every concurrent duplicate.
+_READ = select(
+    IdempotencyRecord.fingerprint,
+    IdempotencyRecord.state,
+    IdempotencyRecord.locked_at,
+    IdempotencyRecord.response_status,
+    IdempotencyRecord.response_body,
+).where(
+    IdempotencyRecord.account_id == bindparam("account_id"),
+    IdempotencyRecord.caller == bindparam("caller"),
+    IdempotencyRecord.key == bindparam("key"),
+)
+
+
+class _Released(Exception):
+    """The key found claimed was released before it could be read."""
+
+
 def make_request(
     *, account_id: str, caller: str, key: str | None, method: str, path: str, body: bytes
 ) -> IdempotentRequest | None:
@@ -120,79 +151,93 @@ class IdempotencyStore:
         self.lock = timedelta(seconds=lock_seconds)
         self.retention = timedelta(hours=retention_hours)
 
+    @asynccontextmanager
+    async def _statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for single statements, each atomic on its own: autocommit on
+        PostgreSQL (no BEGIN, no COMMIT); on SQLite, one transaction for them all."""
+        async with self.db.reads.connect() as conn:
+            yield conn
+            await conn.commit()
+
     async def claim(self, req: IdempotentRequest) -> StoredResponse | None:
-        """Claim the key, or return the stored response to replay. Commits at once."""
-        for _ in range(2):
-            try:
-                async with self.db.transaction() as session:
-                    return await self._claim(session, req)
-            except IntegrityError:
-                # Another request inserted the same key between our read and our insert:
-                # read it again, it now exists.
-                continue
+        """Claim the key, or return the stored response to replay. Committed at once."""
+        async with self._statement() as conn:
+            for _ in range(2):
+                try:
+                    return await self._claim(conn, req, _wall_now())
+                except _Released:
+                    continue
         raise IdempotencyKeyInUse()
 
-    async def _claim(self, session: AsyncSession, req: IdempotentRequest) -> StoredResponse | None:
-        now = _wall_now()
-        row = await session.scalar(
-            select(IdempotencyRecord)
-            .where(
-                IdempotencyRecord.account_id == req.account_id,
-                IdempotencyRecord.caller == req.caller,
-                IdempotencyRecord.key == req.key,
-            )
-            .with_for_update()
-        )
-        if row is None:
-            session.add(
-                IdempotencyRecord(
-                    account_id=req.account_id,
-                    caller=req.caller,
-                    key=req.key,
-                    fingerprint=req.fingerprint,
-                    state=RUNNING,
-                    locked_at=now,
-                    created_at=now,
-                )
-            )
-            await session.flush()
+    async def _claim(
+        self, conn: AsyncConnection, req: IdempotentRequest, now: datetime
+    ) -> StoredResponse | None:
+        # One statement claims a new key; a key already claimed comes back as nothing, and
+        # only then is it read. Without a lock: the row's fields decide, and the takeover
+        # below is itself conditional.
+        values = {
+            "account_id": req.account_id,
+            "caller": req.caller,
+            "key": req.key,
+            "fingerprint": req.fingerprint,
+            "state": RUNNING,
+            "locked_at": now,
+            "created_at": now,
+        }
+        claim = insert_new(IdempotencyRecord, conn.dialect.name, values)
+        if await conn.scalar(claim.returning(IdempotencyRecord.key)) is not None:
             return None
-        if row.fingerprint != req.fingerprint:
+        row = (await conn.execute(_READ, _key_params(req))).first()
+        if row is None:
+            raise _Released  # released between the two statements: claim it again
+        fingerprint, state, locked_at, status, body = row
+        if fingerprint != req.fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used with a different request body or path."
             )
-        if row.state == DONE:
-            assert row.response_status is not None
-            return StoredResponse(row.response_status, row.response_body, replayed=True)
-        if now - row.locked_at < self.lock:
+        if state == DONE:
+            assert status is not None
+            return StoredResponse(status, body, replayed=True)
+        if now - locked_at < self.lock:
             raise IdempotencyKeyInUse("The first request with this key is still running.")
-        # The first request's process died while holding the key: take it over.
-        row.locked_at = now
+        # The first request's process died while holding the key: take it over, unless
+        # another retry just did (its new lock time then fails the condition).
+        taken = await conn.scalar(
+            update(IdempotencyRecord)
+            .where(
+                *_is_key(req),
+                IdempotencyRecord.state == RUNNING,
+                IdempotencyRecord.locked_at <= now - self.lock,
+            )
+            .values(locked_at=now)
+            .returning(IdempotencyRecord.key)
+        )
+        if taken is None:
+            raise IdempotencyKeyInUse("The first request with this key is still running.")
         return None
 
     async def store(
-        self, session: AsyncSession, req: IdempotentRequest, status: int, body: Any
+        self,
+        session: AsyncSession | AsyncConnection,
+        req: IdempotentRequest,
+        status: int,
+        body: Any,
     ) -> None:
-        """Record the response, in the caller's transaction (the one that made the change)."""
-        row = await session.get(
-            IdempotencyRecord, (req.account_id, req.caller, req.key), with_for_update=True
+        """Record the response, in the caller's transaction (the one that made the change).
+
+        One UPDATE: a key cleaned up meanwhile (a request running for over a day) is left so."""
+        await session.execute(
+            update(IdempotencyRecord)
+            .where(*_is_key(req))
+            .values(state=DONE, response_status=status, response_body=body)
+            .execution_options(synchronize_session=False)
         )
-        if row is None:  # cleaned up meanwhile (a request running for over a day)
-            return
-        row.state = DONE
-        row.response_status = status
-        row.response_body = body
 
     async def release(self, req: IdempotentRequest) -> None:
         """Forget a claim whose outcome a retry may change."""
-        async with self.db.transaction() as session:
-            await session.execute(
-                delete(IdempotencyRecord).where(
-                    IdempotencyRecord.account_id == req.account_id,
-                    IdempotencyRecord.caller == req.caller,
-                    IdempotencyRecord.key == req.key,
-                    IdempotencyRecord.state == RUNNING,
-                )
+        async with self._statement() as conn:
+            await conn.execute(
+                delete(IdempotencyRecord).where(*_is_key(req), IdempotencyRecord.state == RUNNING)
             )
 
     async def finish_with_error(self, req: IdempotentRequest, exc: AppError) -> None:
@@ -201,8 +246,8 @@ class IdempotencyStore:
             await self.release(req)
             return
         body = json.loads(bytes(error_response(exc).body))
-        async with self.db.transaction() as session:
-            await self.store(session, req, exc.status, body)
+        async with self._statement() as conn:
+            await self.store(conn, req, exc.status, body)
 
     async def purge_expired(self, session: AsyncSession) -> int:
         """Delete keys past retention (at least 24 hours, SPEC §5)."""
@@ -246,8 +291,8 @@ class IdempotencyStore:
 
         async def then_store() -> StoredResponse:
             reply = await work()
-            async with self.db.transaction() as session:
-                await self.store(session, req, reply.status, reply.body)
+            async with self._statement() as conn:
+                await self.store(conn, req, reply.status, reply.body)
             return reply
 
         return await self._guarded(req, then_store)

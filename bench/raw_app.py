@@ -83,6 +83,22 @@ INSERT_QUOTE = (
     "$7::VARCHAR, $8::DATE, $9::DATE, $10::BIGINT, $11::VARCHAR, $12::TIMESTAMP WITH TIME "
     "ZONE, $13::TIMESTAMP WITH TIME ZONE)"
 )
+# The service reads the quote's plan and account in one statement, and trims old quotes.
+PLAN_AND_ACCOUNT = (
+    "SELECT plan.account_id, plan.status, plan.seats, plan.assigned, plan.trial_started_at, "
+    "plan.trial_ends_at, plan.period_start, plan.period_end, plan.billing_cycle, "
+    "plan.pending_invoice_id, plan.pending_seats, plan.version, plan.created_at, "
+    "plan.updated_at, account.id, account.name, account.billing_cycle AS billing_cycle_1, "
+    "account.billing_anchor, account.payment_method, account.currency, account.created_at AS "
+    "created_at_1, account.updated_at AS updated_at_1 FROM plan JOIN account ON account.id = "
+    "plan.account_id WHERE plan.account_id = $1::VARCHAR"
+)
+TRIM_QUOTES = (
+    "DELETE FROM quote WHERE quote.account_id = $1::VARCHAR AND (quote.id NOT IN (SELECT "
+    "quote.id FROM quote WHERE quote.account_id = $2::VARCHAR ORDER BY quote.created_at DESC, "
+    "quote.id DESC LIMIT $3::INTEGER)) RETURNING quote.id"
+)
+MAX_LIVE_QUOTES = 100
 PRICE = 1900
 PREFIX = "/v1/accounts/"
 
@@ -212,14 +228,12 @@ async def quote(account: str, sub: str, scope: str | None, body: bytes) -> tuple
     if not isinstance(seats, int) or seats < 0:
         raise Problem(422, "validation_failed")
     async with _pool.acquire() as conn:
-        async with conn.transaction(isolation="read_committed"):
-            role = await role_of(conn, account, sub, scope)
+        role = await role_of(conn, account, sub, scope)  # one statement: no transaction
         if role not in ("admin", "primary_admin"):
             raise Problem(403, "not_admin")
         async with conn.transaction(isolation="read_committed"):
             now = datetime.now(UTC)
-            plan = await conn.fetchrow(GET_PLAN, account)
-            acc = await conn.fetchrow(GET_ACCOUNT, account)
+            plan = acc = await conn.fetchrow(PLAN_AND_ACCOUNT, account)
             period = None
             if plan["period_start"] is not None:
                 period = Period(plan["period_start"], plan["period_end"])
@@ -231,7 +245,7 @@ async def quote(account: str, sub: str, scope: str | None, body: bytes) -> tuple
                 pending_seats=plan["pending_seats"],
                 period=period,
             )
-            cycle = BillingCycle(acc["billing_cycle"])
+            cycle = BillingCycle(acc["billing_cycle_1"])  # the account's, not the plan's
             today: date = now.date()
             p, cycle = pricing_schedule(
                 state, anchor=acc["billing_anchor"], cycle=cycle, today=today
@@ -262,6 +276,7 @@ async def quote(account: str, sub: str, scope: str | None, body: bytes) -> tuple
                 now,
                 expires,
             )
+            await conn.fetch(TRIM_QUOTES, account, account, MAX_LIVE_QUOTES)
     pr = change.proration
     return 201, {
         "id": quote_id,

@@ -56,6 +56,8 @@ class InvoiceState:
     account_payment_method: str  # the account's of now: what a new key charges
     failure_reason: str | None
     created_at: datetime
+    paid_at: datetime | None
+    charge_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,8 @@ async def invoices_with_attempts(
             acct.c.payment_method,
             i.c.failure_reason,
             i.c.created_at,
+            i.c.paid_at,
+            i.c.charge_id,
             a.c.number,
             a.c.operation,
             a.c.gateway_key,
@@ -164,9 +168,9 @@ async def invoices_with_attempts(
     for row in (await session.execute(stmt)).all():
         entry = found.get(row[0])
         if entry is None:
-            entry = found[row[0]] = (InvoiceState(*row[:14]), [])
-        if row[14] is not None:
-            entry[1].append(AttemptRow(*row[14:]))
+            entry = found[row[0]] = (InvoiceState(*row[:16]), [])
+        if row[16] is not None:
+            entry[1].append(AttemptRow(*row[16:]))
     return found
 
 

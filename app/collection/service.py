@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -255,29 +255,32 @@ class Collector:
         return out
 
     async def claim_first(
-        self, session: AsyncSession, new: Invoice, actor: str, now: datetime
+        self, session: AsyncSession, new: Mapping[str, Any], actor: str, now: datetime
     ) -> Claim | None:
-        """Record the first attempt of an invoice this transaction has just added (its plan
-        locked), so that the invoice and its claim commit together: no collector ever sees
-        the pending invoice without its attempt. Then ``complete`` the claim after the commit.
+        """Record the first attempt of an invoice this transaction has just inserted (``new``:
+        its column values; its plan locked), so that the invoice and its claim commit
+        together: no collector ever sees the pending invoice without its attempt. Then
+        ``complete`` the claim after the commit.
 
         None when there is nothing to charge (a total of 0): ``collect`` settles it.
         """
         invoice = InvoiceState(
-            id=new.id,
-            account_id=new.account_id,
-            kind=new.kind,
-            status=new.status,
-            total=new.total,
-            currency=new.currency,
-            seats=new.seats,
-            period_start=new.period_start,
-            period_end=new.period_end,
-            billing_cycle=new.billing_cycle,
-            payment_method=new.payment_method,
-            account_payment_method=new.payment_method,
-            failure_reason=new.failure_reason,
-            created_at=new.created_at,
+            id=new["id"],
+            account_id=new["account_id"],
+            kind=new["kind"],
+            status=new["status"],
+            total=new["total"],
+            currency=new["currency"],
+            seats=new["seats"],
+            period_start=new["period_start"],
+            period_end=new["period_end"],
+            billing_cycle=new["billing_cycle"],
+            payment_method=new["payment_method"],
+            account_payment_method=new["payment_method"],
+            failure_reason=None,
+            created_at=new["created_at"],
+            paid_at=None,
+            charge_id=None,
         )
         if invoice.total == 0:
             return None

@@ -57,7 +57,9 @@ async def _effect(
 ) -> tuple[InvoiceState, PlanState]:
     plan, invoice, outcome = item.plan, item.invoice, item.outcome
     if outcome is AttemptOutcome.SUCCEEDED:
-        invoice = replace(invoice, status=InvoiceStatus.PAID)
+        invoice = replace(
+            invoice, status=InvoiceStatus.PAID, paid_at=now, charge_id=item.charge_id or None
+        )
         if invoice.kind is InvoiceKind.PURCHASE:
             return invoice, await _purchase_paid(session, plan, invoice, now, actor)
         return invoice, await _renewal_paid(session, plan, invoice, now, actor)

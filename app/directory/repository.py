@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.directory.models import Account, Role, User
 
 
-async def account_exists(session: AsyncSession, account_id: str) -> bool:
+async def account_exists(session: AsyncSession | AsyncConnection, account_id: str) -> bool:
     return (await session.scalar(select(Account.id).where(Account.id == account_id))) is not None
 
 
@@ -34,7 +34,9 @@ async def get_account(
     return await session.scalar(stmt)
 
 
-async def user_role(session: AsyncSession, account_id: str, user_id: str) -> Role | None:
+async def user_role(
+    session: AsyncSession | AsyncConnection, account_id: str, user_id: str
+) -> Role | None:
     role = await session.scalar(
         select(User.role).where(User.account_id == account_id, User.id == user_id)
     )

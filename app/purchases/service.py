@@ -34,6 +34,7 @@ from app.collection.service import Claim, Collected, Collector
 from app.config import Settings
 from app.db import Database
 from app.errors import (
+    AppError,
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
     PaymentDeclined,
@@ -46,11 +47,13 @@ from app.errors import (
 from app.idempotency import IdempotencyStore, IdempotentRequest, StoredResponse
 from app.ids import new_id
 from app.ledger import repository as ledger
-from app.ledger.models import AttemptOutcome, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
-from app.ledger.schemas import InvoiceOut
-from app.seats import repository, rules
+from app.ledger.models import AttemptOutcome, Invoice, InvoiceKind, InvoiceStatus
+from app.ledger.schemas import InvoiceLineOut, InvoiceOut
+from app.purchases import repository
+from app.seats import repository as seats
+from app.seats import rules
 from app.seats.schemas import PurchaseIn, PurchaseOut
-from app.seats.service import load, plan_state, price_purchase, summary, touch
+from app.seats.service import load, plan_state, price_purchase, read_session, summary, touch
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,29 +77,45 @@ async def purchase(
 
     async def work() -> StoredResponse:
         async with deps.db.transaction() as session:
-            invoice, claim = await _prepare(session, deps, caller, req, body)
+            prepared = await _prepare(session, deps, caller, req, body)
         collected = await (
-            deps.collector.complete(claim, caller.actor)
-            if claim is not None
-            else deps.collector.collect(invoice.id, caller.actor, Mode.REQUEST)
+            deps.collector.complete(prepared.claim, caller.actor)
+            if prepared.claim is not None
+            else deps.collector.collect(prepared.invoice_id, caller.actor, Mode.REQUEST)
         )
-        return await answer(deps, caller.account_id, collected)
+        return await answer(deps, caller.account_id, collected, prepared.lines)
 
     return await deps.idempotency.execute(req, work)
 
 
-async def answer(deps: Purchases, account_id: str, collected: Collected) -> StoredResponse:
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    invoice_id: str
+    lines: list[InvoiceLineOut] | None  # as written now; None for an invoice of an earlier try
+    claim: Claim | None = None  # the first attempt, committed with a new invoice
+
+
+async def answer(
+    deps: Purchases,
+    account_id: str,
+    collected: Collected,
+    lines: list[InvoiceLineOut] | None = None,
+) -> StoredResponse:
     """The purchase's answer, from its invoice as it stands (the same for every retry)."""
     invoice = collected.invoice
     if invoice.status is InvoiceStatus.PAID:
-        async with deps.db.transaction() as session:
+        # Reads only, each one statement: outside a transaction on PostgreSQL. The invoice
+        # is as its settlement left it; its lines never change once written (R11).
+        async with read_session(deps.db) as session:
             now = await deps.clock.now(session)
             plan, account = await load(session, account_id, lock=False)
-            fresh = await ledger.get_invoice(session, invoice.id)
-            assert fresh is not None
+            if lines is None:
+                written = await ledger.get_invoice(session, invoice.id)
+                assert written is not None
+                lines = [InvoiceLineOut.model_validate(line) for line in written.lines]
             body = PurchaseOut(
                 summary=await summary(session, plan, account, deps.settings, now),
-                invoice=InvoiceOut.model_validate(fresh),
+                invoice=_invoice_out(invoice, lines),
             )
         return StoredResponse(201, jsonable_encoder(body))
     if invoice.status is InvoiceStatus.FAILED:
@@ -124,70 +143,92 @@ async def answer(deps: Purchases, account_id: str, collected: Collected) -> Stor
     )
 
 
+def _invoice_out(invoice: Invoice, lines: list[InvoiceLineOut]) -> InvoiceOut:
+    fields = {name: getattr(invoice, name) for name in InvoiceOut.model_fields if name != "lines"}
+    return InvoiceOut(**fields, lines=lines)
+
+
 async def _prepare(
     session: AsyncSession,
     deps: Purchases,
     caller: Caller,
     req: IdempotentRequest,
     body: PurchaseIn,
-) -> tuple[Invoice, Claim | None]:
+) -> _Prepared:
     """Step 1: the pending invoice of this request, made now or found from an earlier try;
     a new one with its first attempt claimed (committed together, §6)."""
     now = await deps.clock.now(session)
     plan, account = await load(session, caller.account_id, lock=True)
-    earlier = await ledger.invoice_for_request(session, req.scope_hash)
-    if earlier is not None:
-        if earlier.request_fingerprint not in (None, req.fingerprint):
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key was used with a different request body or path."
-            )
-        # A retry of a purchase whose charge timed out, whose process died, or that was
-        # completed since: carry on with the same invoice, hence the same gateway key.
-        return earlier, None
-    state = plan_state(plan).at(now)
-    rules.check_purchase(state, body.seats)
-    today = now.date()
-    change = price_purchase(state, account, body.seats, today, deps.settings)
+    try:
+        state = plan_state(plan).at(now)
+        rules.check_purchase(state, body.seats)
+        today = now.date()
+        change = price_purchase(state, account, body.seats, today, deps.settings)
+        if body.quote_id is not None:
+            await _check_quote(session, caller, body, state.seats, change, account.currency, now)
+    except AppError:
+        # A retry of a purchase that went through (its seats are raised) or still waits for
+        # its charge (a purchase is in progress) breaks the rules now: it gets its own answer.
+        earlier = await _earlier(session, req)
+        if earlier is None:
+            raise
+        return earlier
     period, cycle = change.period, change.billing_cycle
-    if body.quote_id is not None:
-        await _check_quote(session, caller, body, state.seats, change, account.currency, now)
-    invoice = Invoice(
-        id=new_id("inv"),
-        account_id=caller.account_id,
-        kind=InvoiceKind.PURCHASE,
-        status=InvoiceStatus.PENDING,
-        currency=account.currency,
-        total=change.due_now,
-        seats=body.seats,
-        period_start=period.start,
-        period_end=period.end,
-        billing_cycle=cycle,
-        payment_method=account.payment_method,
-        request_key=req.scope_hash,
-        request_fingerprint=req.fingerprint,
-        created_by=caller.actor,
-        created_at=now,
-    )
+    invoice_id = new_id("inv")
     days = change.proration
-    invoice.lines = [
-        InvoiceLine(
-            position=0,
-            description=(
-                f"{change.charged_seats} Conversations seat(s), {cycle.value}, prorated "
-                f"{days.days_remaining}/{days.days_in_period} days to {period.end}"
-            ),
-            quantity=change.charged_seats,
-            unit_price=change.unit_price * cycle.months,
-            amount=change.due_now,
-            period_start=today,
-            period_end=period.end,
-        )
-    ]
-    session.add(invoice)
-    plan.pending_invoice_id = invoice.id
+    line = InvoiceLineOut(
+        description=(
+            f"{change.charged_seats} Conversations seat(s), {cycle.value}, prorated "
+            f"{days.days_remaining}/{days.days_in_period} days to {period.end}"
+        ),
+        quantity=change.charged_seats,
+        unit_price=change.unit_price * cycle.months,
+        amount=change.due_now,
+        period_start=today,
+        period_end=period.end,
+    )
+    invoice = {
+        "id": invoice_id,
+        "account_id": caller.account_id,
+        "kind": InvoiceKind.PURCHASE,
+        "status": InvoiceStatus.PENDING,
+        "currency": account.currency,
+        "total": change.due_now,
+        "seats": body.seats,
+        "period_start": period.start,
+        "period_end": period.end,
+        "billing_cycle": cycle,
+        "payment_method": account.payment_method,
+        "request_key": req.scope_hash,
+        "request_fingerprint": req.fingerprint,
+        "created_by": caller.actor,
+        "created_at": now,
+    }
+    lines = [{"invoice_id": invoice_id, "position": 0, **line.model_dump()}]
+    # Where a retry's invoice is found when the rules still allow the purchase (its charge
+    # was declined, say): the insert reports it instead of a read before every purchase.
+    if not await repository.add_invoice(session, invoice, lines):
+        earlier = await _earlier(session, req)
+        assert earlier is not None
+        return earlier
+    plan.pending_invoice_id = invoice_id
     plan.pending_seats = body.seats
     touch(plan, now)
-    return invoice, await deps.collector.claim_first(session, invoice, caller.actor, now)
+    claim = await deps.collector.claim_first(session, invoice, caller.actor, now)
+    return _Prepared(invoice_id, [line], claim)
+
+
+async def _earlier(session: AsyncSession, req: IdempotentRequest) -> _Prepared | None:
+    """The invoice an earlier try of this request made (its charge timed out, its process
+    died, or it completed since): carried on with, hence under the same gateway key."""
+    earlier = await ledger.invoice_for_request(session, req.scope_hash)
+    if earlier is None:
+        return None
+    if earlier.request_fingerprint not in (None, req.fingerprint):
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used with a different request body or path."
+        )
+    return _Prepared(earlier.id, None)
 
 
 async def _check_quote(
@@ -201,7 +242,7 @@ async def _check_quote(
 ) -> None:
     """A confirmed quote must still say what the purchase will charge (``409 quote_stale``)."""
     assert body.quote_id is not None
-    quote = await repository.get_quote(session, caller.account_id, body.quote_id)
+    quote = await seats.get_quote(session, caller.account_id, body.quote_id)
     if quote is None:
         raise QuoteNotFound(f"No quote {body.quote_id!r} for this account.")
     quoted = (

@@ -125,6 +125,34 @@ async def list_agents(
     return list((await session.scalars(stmt)).all())
 
 
+def _plan_and_account(lock: bool) -> Select[Plan, Account]:
+    stmt = select(Plan, Account).join(Account, Account.id == Plan.account_id)
+    stmt = stmt.where(Plan.account_id == bindparam("account_id", type_=String))
+    if not lock:
+        return stmt
+    # The plan locked first (the one lock order), and the account key-shared: the share lock
+    # is the one the invoice's foreign key takes anyway, so it blocks no directory change,
+    # yet it makes PostgreSQL read the account as it is once the plan's lock is granted (not
+    # as it was when the statement started waiting), as a read after the lock would.
+    return stmt.with_for_update(of=Plan).suffix_with(
+        "FOR KEY SHARE OF account", dialect="postgresql"
+    )
+
+
+# Built once, as the hot read's: the quote and purchase paths run them on every request.
+_PLAN_AND_ACCOUNT = {lock: _plan_and_account(lock) for lock in (False, True)}
+
+
+async def plan_and_account(
+    session: AsyncSession, account_id: str, *, lock: bool
+) -> tuple[Plan, Account] | None:
+    """The plan (locked when ``lock``) and its account, in one statement; None if either is
+    missing."""
+    result = await session.execute(_PLAN_AND_ACCOUNT[lock], {"account_id": account_id})
+    row = result.first()
+    return None if row is None else (row[0], row[1])
+
+
 async def get_quote(session: AsyncSession, account_id: str, quote_id: str) -> Quote | None:
     quote = await session.get(Quote, quote_id)
     return quote if quote is not None and quote.account_id == account_id else None

@@ -13,6 +13,7 @@ from app.deps import (
     CallerApartDep,
     CallerDep,
     ClockDep,
+    DbDep,
     IdempotencyDep,
     IdempotentRequestDep,
     NowDep,
@@ -76,11 +77,11 @@ SeatsQuery = Annotated[
 
 @router.get("/quote-preview", response_model=QuotePreview, responses=problems(403, 409))
 async def preview_quote(
-    seats: SeatsQuery, caller: CallerDep, session: SessionDep, now: NowDep, settings: SettingsDep
+    seats: SeatsQuery, caller: CallerApartDep, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> QuotePreview:
     """A quote's body for a total, computed and not stored (R8): what a slider asks as it
     moves. Admins, the primary admin and services."""
-    return await service.preview_quote(session, caller, seats, now, settings)
+    return await service.preview_quote(db, clock, caller, seats, settings)
 
 
 @router.post("/quotes", status_code=201, response_model=QuoteOut, responses=problems(400, 403, 409))

@@ -17,7 +17,6 @@ from app.billing.pricing import PriceChange, cycle_total, price_change
 from app.clock import Clock
 from app.config import Settings
 from app.db import Database
-from app.directory import repository as directory
 from app.directory.models import Account, Role
 from app.errors import NotAnAgent, NotFound, UnsupportedCurrency, UserNotFound
 from app.ids import new_id
@@ -115,12 +114,11 @@ async def summary(
 
 
 async def load(session: AsyncSession, account_id: str, *, lock: bool) -> tuple[Plan, Account]:
-    """The account's plan (locked when ``lock``) and the account."""
-    plan = await (repository.lock_plan if lock else repository.get_plan)(session, account_id)
-    account = await directory.get_account(session, account_id)
-    if plan is None or account is None:
+    """The account's plan (locked when ``lock``) and the account, in one statement."""
+    found = await repository.plan_and_account(session, account_id, lock=lock)
+    if found is None:
         raise NotFound("No such account.")
-    return plan, account
+    return found
 
 
 async def lock_plan(session: AsyncSession, account_id: str) -> Plan:
@@ -147,6 +145,13 @@ def price_purchase(
         period=period,
         today=today,
     )
+
+
+def read_session(db: Database) -> AsyncSession:
+    """A session for reads of one statement each, with ORM rows: on PostgreSQL outside any
+    transaction (no BEGIN, no COMMIT); SQLite's connections still take theirs. Never for
+    writes, nor for reads that must agree with each other under a lock."""
+    return AsyncSession(db.reads, expire_on_commit=False)
 
 
 def touch(plan: Plan, now: datetime) -> None:
@@ -216,11 +221,16 @@ def price_quote(
 
 
 async def preview_quote(
-    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+    db: Database, clock: Clock, caller: Caller, seats: int, settings: Settings
 ) -> QuotePreview:
-    """R8 for a slider: the quote's body for ``seats``, computed and not stored."""
+    """R8 for a slider: the quote's body for ``seats``, computed and not stored.
+
+    One read, outside a transaction on PostgreSQL: nothing is locked nor written, as for the
+    quote itself (``create_quote`` reads without a lock too)."""
     caller.require_admin_or_service()
-    plan, account = await load(session, caller.account_id, lock=False)
+    async with read_session(db) as session:
+        now = await clock.now(session)
+        plan, account = await load(session, caller.account_id, lock=False)
     return price_quote(plan, account, seats, now, settings)
 
 

@@ -3,6 +3,7 @@ retention."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.errors import IdempotencyKeyInUse
 from app.idempotency import make_request
 from app.main import create_app
 from tests.conftest import Api, make_settings, problem
@@ -242,6 +244,35 @@ async def test_abandoned_key_is_taken_over_after_the_lock_expires(
     assert replayed(again) and again.json() == r.json()
     [(state,)] = await sql("SELECT state FROM idempotency_key WHERE key = 'orphan'")
     assert state == "done"
+
+
+async def test_an_abandoned_key_is_taken_over_by_one_retry_only(api: Api, sql: Sql) -> None:
+    # The claim reads the key without a lock; the takeover is a conditional UPDATE, so of
+    # retries racing for the same abandoned key one runs, and the others see it running (or,
+    # once it finished, replay it).
+    body = b'{"seats":5}'
+    stale = datetime.now(UTC) - timedelta(seconds=61)
+    await insert_running(sql, "orphan", purchase_request("orphan", body).fingerprint, stale)
+    replies = await asyncio.gather(*(send(api, "orphan", body) for _ in range(4)))
+    ran = [r for r in replies if r.status_code == 201 and not replayed(r)]
+    assert len(ran) == 1, [r.text for r in replies]
+    for r in replies:
+        if r is not ran[0]:
+            assert replayed(r) or problem(r, 409, "idempotency_key_in_use"), r.text
+    assert await count(sql, "invoice") == 1
+    assert await count(sql, "charge_attempt") == 1
+
+
+async def test_racing_takeovers_of_an_abandoned_key_let_one_through(app: Any, sql: Sql) -> None:
+    # The store itself, without the HTTP stack in between, so the claims' reads line up.
+    body = b'{"seats":5}'
+    stale = datetime.now(UTC) - timedelta(seconds=61)
+    req = purchase_request("orphan", body)
+    await insert_running(sql, "orphan", req.fingerprint, stale)
+    store = app.state.idempotency
+    outcomes = await asyncio.gather(*(store.claim(req) for _ in range(4)), return_exceptions=True)
+    assert outcomes.count(None) == 1, outcomes
+    assert all(isinstance(o, IdempotencyKeyInUse) for o in outcomes if o is not None), outcomes
 
 
 async def insert_running(sql: Sql, key: str, fingerprint: str, locked_at: datetime) -> None:
