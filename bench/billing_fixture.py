@@ -387,7 +387,6 @@ async def seed_due_accounts(
                 "billing_cycle": "monthly",
                 "pending_invoice_id": None,
                 "pending_seats": None,
-                "version": 1,
                 "created_at": at,
                 "updated_at": at,
             }

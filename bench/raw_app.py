@@ -45,36 +45,68 @@ ROLE = (
 PLAN_COLUMNS = (
     "plan.account_id, plan.status, plan.seats, plan.assigned, plan.trial_started_at, "
     "plan.trial_ends_at, plan.period_start, plan.period_end, plan.pending_invoice_id, "
-    "plan.pending_seats, plan.version, plan.created_at, plan.updated_at"
+    "plan.pending_seats, plan.created_at, plan.updated_at"
 )
-LOCK_PLAN = f"SELECT {PLAN_COLUMNS} FROM plan WHERE plan.account_id = $1::VARCHAR FOR UPDATE"
+LOCK_PLAN_AS = (
+    "SELECT plan.status, plan.seats, plan.assigned, plan.trial_started_at, "
+    "plan.trial_ends_at, plan.pending_seats, plan.period_start, plan.period_end, "
+    "plan.billing_cycle, caller.role FROM plan LEFT OUTER JOIN account_user AS caller ON "
+    "caller.account_id = plan.account_id AND caller.id = $1::VARCHAR WHERE plan.account_id = "
+    "$2::VARCHAR FOR UPDATE OF plan"
+)
 GET_PLAN = f"SELECT {PLAN_COLUMNS} FROM plan WHERE plan.account_id = $1::VARCHAR"
 GET_ACCOUNT = (
     "SELECT account.id, account.name, account.billing_cycle, account.billing_anchor, "
     "account.payment_method, account.currency, account.created_at, account.updated_at "
     "FROM account WHERE account.id = $1::VARCHAR"
 )
-USER_AND_ASSIGNMENT = (
-    "SELECT account_user.id, assignment.account_id, assignment.user_id, assignment.assigned_at, "
-    "assignment.assigned_by FROM account_user LEFT OUTER JOIN assignment ON "
-    "assignment.account_id = account_user.account_id AND assignment.user_id = account_user.id "
-    "WHERE account_user.account_id = $1::VARCHAR AND account_user.id = $2::VARCHAR"
+TARGET = (
+    "SELECT account_user.id AS user_id, assignment.assigned_at, assignment.assigned_by FROM "
+    "account_user LEFT OUTER JOIN assignment ON assignment.account_id = "
+    "account_user.account_id AND assignment.user_id = account_user.id WHERE "
+    "account_user.account_id = $1::VARCHAR AND account_user.id = $2::VARCHAR"
 )
-INSERT_EVENT = (
-    "INSERT INTO event (id, account_id, type, actor, at, data) VALUES ($1::VARCHAR, "
-    "$2::VARCHAR, $3::VARCHAR, $4::VARCHAR, $5::TIMESTAMP WITH TIME ZONE, $6::JSON)"
+ASSIGN = (
+    "WITH target AS (SELECT account_user.id AS user_id, assignment.assigned_at AS "
+    "assigned_at, assignment.assigned_by AS assigned_by FROM account_user LEFT OUTER JOIN "
+    "assignment ON assignment.account_id = account_user.account_id AND assignment.user_id = "
+    "account_user.id WHERE account_user.account_id = $2::VARCHAR AND account_user.id = "
+    "$4::VARCHAR), taken AS (INSERT INTO assignment (account_id, user_id, assigned_at, "
+    "assigned_by) SELECT $2::VARCHAR AS anon_1, target.user_id AS user_id, $1::TIMESTAMP WITH "
+    "TIME ZONE AS anon_2, $3::VARCHAR AS anon_3 FROM target WHERE target.assigned_at IS NULL "
+    "RETURNING assignment.user_id), counted AS (UPDATE plan SET assigned=(plan.assigned + 1), "
+    "updated_at=$1::TIMESTAMP WITH TIME ZONE WHERE plan.account_id = $2::VARCHAR AND (EXISTS "
+    "(SELECT taken.user_id FROM taken)) RETURNING plan.assigned), written_event AS (INSERT "
+    "INTO event (id, account_id, type, actor, at, data) SELECT $5::VARCHAR AS anon_4, "
+    "$2::VARCHAR AS anon_1, $6::VARCHAR AS anon_5, $3::VARCHAR AS anon_3, $1::TIMESTAMP WITH "
+    "TIME ZONE AS anon_2, $7::JSON AS anon_6 FROM taken RETURNING event.id, event.type, "
+    "event.at), queued AS (INSERT INTO webhook_delivery (endpoint_id, event_id, event_type, "
+    "body, status, attempts, next_attempt_at, created_at) SELECT webhook_endpoint.id AS id, "
+    "written_event.id AS id_1, written_event.type AS type, $8::VARCHAR AS anon_7, 'pending', "
+    "0, written_event.at AS at, written_event.at AS at__1 FROM written_event JOIN "
+    "webhook_endpoint ON webhook_endpoint.disabled IS false AND (webhook_endpoint.event_types "
+    "IS NULL OR json_typeof(webhook_endpoint.event_types) = 'null' OR "
+    "(CAST(webhook_endpoint.event_types AS JSONB) ? written_event.type))) SELECT "
+    "target.user_id, target.assigned_at, target.assigned_by, EXISTS (SELECT taken.user_id "
+    "FROM taken) AS taken FROM target"
 )
-INSERT_ASSIGNMENT = (
-    "INSERT INTO assignment (account_id, user_id, assigned_at, assigned_by) VALUES "
-    "($1::VARCHAR, $2::VARCHAR, $3::TIMESTAMP WITH TIME ZONE, $4::VARCHAR)"
-)
-UPDATE_PLAN = (
-    "UPDATE plan SET assigned=$1::BIGINT, version=$2::INTEGER, updated_at=$3::TIMESTAMP WITH "
-    "TIME ZONE WHERE plan.account_id = $4::VARCHAR"
-)
-DELETE_ASSIGNMENT = (
-    "DELETE FROM assignment WHERE assignment.account_id = $1::VARCHAR AND "
-    "assignment.user_id = $2::VARCHAR"
+RELEASE = (
+    "WITH released AS (DELETE FROM assignment WHERE assignment.account_id = $2::VARCHAR AND "
+    "assignment.user_id = $3::VARCHAR RETURNING assignment.user_id), counted AS (UPDATE plan "
+    "SET assigned=(plan.assigned - 1), updated_at=$1::TIMESTAMP WITH TIME ZONE WHERE "
+    "plan.account_id = $2::VARCHAR AND (EXISTS (SELECT released.user_id FROM released)) "
+    "RETURNING plan.assigned), written_event AS (INSERT INTO event (id, account_id, type, "
+    "actor, at, data) SELECT $4::VARCHAR AS anon_1, $2::VARCHAR AS anon_2, $5::VARCHAR AS "
+    "anon_3, $6::VARCHAR AS anon_4, $1::TIMESTAMP WITH TIME ZONE AS anon_5, $7::JSON AS "
+    "anon_6 FROM released RETURNING event.id, event.type, event.at), queued AS (INSERT INTO "
+    "webhook_delivery (endpoint_id, event_id, event_type, body, status, attempts, "
+    "next_attempt_at, created_at) SELECT webhook_endpoint.id AS id, written_event.id AS id_1, "
+    "written_event.type AS type, $8::VARCHAR AS anon_7, 'pending', 0, written_event.at AS at, "
+    "written_event.at AS at__1 FROM written_event JOIN webhook_endpoint ON "
+    "webhook_endpoint.disabled IS false AND (webhook_endpoint.event_types IS NULL OR "
+    "json_typeof(webhook_endpoint.event_types) = 'null' OR (CAST(webhook_endpoint.event_types "
+    "AS JSONB) ? written_event.type))) SELECT EXISTS (SELECT released.user_id FROM released) "
+    "AS released"
 )
 INSERT_QUOTE = (
     "INSERT INTO quote (id, account_id, current_seats, seats, unit_price, currency, "
@@ -87,7 +119,7 @@ INSERT_QUOTE = (
 PLAN_AND_ACCOUNT = (
     "SELECT plan.account_id, plan.status, plan.seats, plan.assigned, plan.trial_started_at, "
     "plan.trial_ends_at, plan.period_start, plan.period_end, plan.billing_cycle, "
-    "plan.pending_invoice_id, plan.pending_seats, plan.version, plan.created_at, "
+    "plan.pending_invoice_id, plan.pending_seats, plan.created_at, "
     "plan.updated_at, account.id, account.name, account.billing_cycle AS billing_cycle_1, "
     "account.billing_anchor, account.payment_method, account.currency, account.created_at AS "
     "created_at_1, account.updated_at AS updated_at_1 FROM plan JOIN account ON account.id = "
@@ -159,38 +191,54 @@ async def check_agent(account: str, user: str, sub: str, scope: str | None) -> t
 async def locked_plan_as_admin(
     conn: asyncpg.Connection, account: str, sub: str, scope: str | None
 ) -> asyncpg.Record:
-    """The caller must be an admin; then the plan, locked (as the service: role, then lock)."""
-    if await role_of(conn, account, sub, scope) not in ("admin", "primary_admin"):
+    """The plan, locked, and the caller's role in one statement; the caller must be an admin."""
+    if scope != account:
+        raise Problem(404, "not_found")
+    plan: asyncpg.Record | None = await conn.fetchrow(LOCK_PLAN_AS, sub, account)
+    if plan is None or plan["role"] is None:
+        raise Problem(403, "unknown_user")
+    if plan["role"] not in ("admin", "primary_admin"):
         raise Problem(403, "not_admin")
-    plan: asyncpg.Record = await conn.fetchrow(LOCK_PLAN, account)
     return plan
+
+
+def webhook_body(event_id: str, type: str, account: str, now: datetime, data: Any) -> str:
+    body = {"id": event_id, "type": type, "account_id": account, "at": ts(now), "data": data}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 async def assign(account: str, user: str, sub: str, scope: str | None) -> tuple[int, Any]:
     assert _pool is not None
     now = datetime.now(UTC)
+    actor = f"user:{sub}"
     async with _pool.acquire() as conn, conn.transaction(isolation="read_committed"):
         plan = await locked_plan_as_admin(conn, account, sub, scope)
-        found = await conn.fetchrow(USER_AND_ASSIGNMENT, account, user)
+        refusal = None
+        if plan["status"] not in ("trialing", "active", "past_due"):
+            refusal = "no_active_plan"
+        elif plan["assigned"] >= plan["seats"]:
+            refusal = "no_empty_seat"
+        if refusal is not None:
+            found = await conn.fetchrow(TARGET, account, user)
+            taken = False
+        else:
+            data = {
+                "user_id": user,
+                "assigned_before": plan["assigned"],
+                "assigned_after": plan["assigned"] + 1,
+            }
+            event_id, text = new_id("evt"), json.dumps(data)
+            body = webhook_body(event_id, "agent.assigned", account, now, data)
+            args = (now, account, actor, user, event_id, "agent.assigned", text, body)
+            found = await conn.fetchrow(ASSIGN, *args)
+            taken = found is not None and found["taken"]
         if found is None:
             raise Problem(404, "user_not_found")
-        if found[2] is not None:
-            return 200, {"user_id": user, "assigned_at": ts(found[3]), "assigned_by": found[4]}
-        if plan["status"] not in ("trialing", "active", "past_due"):
-            raise Problem(409, "no_active_plan")
-        if plan["assigned"] >= plan["seats"]:
-            raise Problem(409, "no_empty_seat")
-        actor = f"user:{sub}"
-        data = {
-            "user_id": user,
-            "assigned_before": plan["assigned"],
-            "assigned_after": plan["assigned"] + 1,
-        }
-        await conn.execute(
-            INSERT_EVENT, new_id("evt"), account, "agent.assigned", actor, now, json.dumps(data)
-        )
-        await conn.execute(INSERT_ASSIGNMENT, account, user, now, actor)
-        await conn.execute(UPDATE_PLAN, plan["assigned"] + 1, plan["version"] + 1, now, account)
+        if found["assigned_at"] is not None:
+            at, by = ts(found["assigned_at"]), found["assigned_by"]
+            return 200, {"user_id": user, "assigned_at": at, "assigned_by": by}
+        if not taken:
+            raise Problem(409, refusal or "no_empty_seat")
     return 201, {"user_id": user, "assigned_at": ts(now), "assigned_by": actor}
 
 
@@ -199,23 +247,16 @@ async def unassign(account: str, user: str, sub: str, scope: str | None) -> tupl
     now = datetime.now(UTC)
     async with _pool.acquire() as conn, conn.transaction(isolation="read_committed"):
         plan = await locked_plan_as_admin(conn, account, sub, scope)
-        if await conn.execute(DELETE_ASSIGNMENT, account, user) == "DELETE 0":
-            raise Problem(404, "not_an_agent")
         data = {
             "user_id": user,
             "assigned_before": plan["assigned"],
             "assigned_after": plan["assigned"] - 1,
         }
-        await conn.execute(
-            INSERT_EVENT,
-            new_id("evt"),
-            account,
-            "agent.unassigned",
-            f"user:{sub}",
-            now,
-            json.dumps(data),
-        )
-        await conn.execute(UPDATE_PLAN, plan["assigned"] - 1, plan["version"] + 1, now, account)
+        event_id, text = new_id("evt"), json.dumps(data)
+        body = webhook_body(event_id, "agent.unassigned", account, now, data)
+        args = (now, account, user, event_id, "agent.unassigned", f"user:{sub}", text, body)
+        if not await conn.fetchval(RELEASE, *args):
+            raise Problem(404, "not_an_agent")
     return 204, None
 
 

@@ -95,7 +95,6 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
                 end,
                 None,
                 None,
-                1,
                 created,
                 created,
             )
@@ -189,7 +188,6 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
                 "period_end",
                 "pending_invoice_id",
                 "pending_seats",
-                "version",
                 "created_at",
                 "updated_at",
             ],

@@ -45,7 +45,6 @@ from app.errors import NotFound
 from app.ledger.models import (
     AttemptOperation,
     AttemptOutcome,
-    Invoice,
     InvoiceKind,
     InvoiceStatus,
 )

@@ -30,6 +30,7 @@ from app.auth import Caller
 from app.billing.pricing import PriceChange
 from app.clock import Clock
 from app.collection.policy import Mode
+from app.collection.repository import InvoiceState
 from app.collection.service import Claim, Collected, Collector
 from app.config import Settings
 from app.db import Database
@@ -47,7 +48,7 @@ from app.errors import (
 from app.idempotency import IdempotencyStore, IdempotentRequest, StoredResponse
 from app.ids import new_id
 from app.ledger import repository as ledger
-from app.ledger.models import AttemptOutcome, Invoice, InvoiceKind, InvoiceStatus
+from app.ledger.models import AttemptOutcome, InvoiceKind, InvoiceStatus
 from app.ledger.schemas import InvoiceLineOut, InvoiceOut
 from app.purchases import repository
 from app.seats import repository as seats
@@ -143,7 +144,7 @@ async def answer(
     )
 
 
-def _invoice_out(invoice: Invoice, lines: list[InvoiceLineOut]) -> InvoiceOut:
+def _invoice_out(invoice: InvoiceState, lines: list[InvoiceLineOut]) -> InvoiceOut:
     fields = {name: getattr(invoice, name) for name in InvoiceOut.model_fields if name != "lines"}
     return InvoiceOut(**fields, lines=lines)
 

@@ -49,7 +49,6 @@ async def upsert_account(
                 status=PlanStatus.NONE,
                 seats=0,
                 assigned=0,
-                version=0,
                 created_at=now,
                 updated_at=now,
             )
@@ -63,7 +62,8 @@ async def remove_user(
 ) -> None:
     """Remove a user from the directory; a seat it held is freed, with an event (R5)."""
     # Plan first, then the account (§7): the order of every seat write.
-    if await repository.lock_plan(session, account_id) is None:
+    plan = await repository.lock_plan(session, account_id)
+    if plan is None:
         raise NotFound("No such account.")
     # The account's lock serializes directory changes of one account: a concurrent "make this
     # user the primary admin" cannot slip in between the check below and the delete.
@@ -74,5 +74,5 @@ async def remove_user(
         raise UserNotFound(f"No user {user_id!r} in this account.")
     if user.role is Role.PRIMARY_ADMIN:
         raise PrimaryAdminRequired("Name another primary admin before removing this one.")
-    await release_seat(session, account_id, user_id, actor, now, reason="user_removed")
+    await release_seat(session, account_id, user_id, actor, now, plan.assigned, "user_removed")
     await directory.delete_user(session, user)

@@ -11,7 +11,6 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Index,
-    Integer,
     String,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -63,7 +62,6 @@ class Plan(Base):
     # a second purchase or an assignment the pending total could not hold.
     pending_invoice_id: Mapped[str | None] = mapped_column(String(40))
     pending_seats: Mapped[int | None] = mapped_column(BigInteger)
-    version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

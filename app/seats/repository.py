@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, NamedTuple
+from datetime import date, datetime
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Select, String, bindparam, delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.billing.periods import BillingCycle
 from app.clock import TestClockRow
 from app.db import Database, PreparedRead
 from app.directory.models import Account, Role, User
+from app.ledger.models import Event
 from app.pagination import keyset
 from app.seats.models import Assignment, Plan, Quote
+from app.seats.status import PlanStatus
+from app.sqltypes import UTCDateTime
+from app.webhooks import outbox
 
 
 async def lock_plan(session: AsyncSession, account_id: str) -> Plan | None:
@@ -28,15 +47,308 @@ async def lock_plan(session: AsyncSession, account_id: str) -> Plan | None:
     return await session.scalar(select(Plan).where(Plan.account_id == account_id).with_for_update())
 
 
+class LockedPlan(NamedTuple):
+    """The plan's rule inputs, locked, and the role of the caller in its account."""
+
+    status: PlanStatus
+    seats: int
+    assigned: int
+    trial_started_at: datetime | None
+    trial_ends_at: datetime | None
+    pending_seats: int | None
+    period_start: date | None
+    period_end: date | None
+    billing_cycle: BillingCycle | None
+    caller_role: Role | None
+
+
+# Core tables, not ORM entities: the seat writes below run on the session's connection, with
+# no unit of work (and so no flush) in between.
+_PLAN = cast(Table, Plan.__table__)
+_USER = cast(Table, User.__table__)
+_ASSIGNMENT = cast(Table, Assignment.__table__)
+_EVENT = cast(Table, Event.__table__)
+
+
+def _lock_plan_as_statement() -> Select[Any]:
+    caller = _USER.alias("caller")
+    plan = _PLAN.c
+    return (
+        select(
+            plan.status,
+            plan.seats,
+            plan.assigned,
+            plan.trial_started_at,
+            plan.trial_ends_at,
+            plan.pending_seats,
+            plan.period_start,
+            plan.period_end,
+            plan.billing_cycle,
+            caller.c.role,
+        )
+        .select_from(
+            _PLAN.outerjoin(
+                caller,
+                (caller.c.account_id == plan.account_id)
+                & (caller.c.id == bindparam("caller_id", type_=String)),
+            )
+        )
+        .where(plan.account_id == bindparam("account_id", type_=String))
+        # The plan only: the caller's row is read, not locked (and may be missing).
+        .with_for_update(of=_PLAN)
+    )
+
+
+_LOCK_PLAN_AS = _lock_plan_as_statement()
+
+
+async def lock_plan_as(session: AsyncSession, account_id: str, caller_id: str) -> LockedPlan | None:
+    """``lock_plan`` and the caller's role in one statement (None: no such plan).
+
+    The same first lock as ``lock_plan`` (SPEC §7). The role is read in the statement's
+    snapshot, which may predate the lock's wait; so is nothing else here: the rows a seat
+    write decides on are read by the write itself, after the lock (``assign_seat``).
+    """
+    conn = await session.connection()
+    params = {"account_id": account_id, "caller_id": caller_id}
+    row = (await conn.execute(_LOCK_PLAN_AS, params)).first()
+    return None if row is None else LockedPlan(*row)
+
+
+class SeatEvent(NamedTuple):
+    """The audit event of a seat write, written by the same statement (``outbox.EventRecord``)."""
+
+    id: str
+    account_id: str
+    type: str
+    actor: str
+    at: datetime
+    data: dict[str, Any]
+
+
+class Seat(NamedTuple):
+    """What ``assign_seat`` found and did."""
+
+    user_exists: bool
+    # The user's assignment before this statement, if it had one (then nothing changed).
+    assigned_at: datetime | None
+    assigned_by: str | None
+    taken: bool  # this statement assigned the seat
+
+
+def _target() -> Select[Any]:
+    """The user and its assignment, if any."""
+    user, assignment = _USER.c, _ASSIGNMENT.c
+    return (
+        select(user.id.label("user_id"), assignment.assigned_at, assignment.assigned_by)
+        .select_from(
+            _USER.outerjoin(
+                _ASSIGNMENT,
+                (assignment.account_id == user.account_id) & (assignment.user_id == user.id),
+            )
+        )
+        .where(
+            user.account_id == bindparam("seat_account_id", type_=String),
+            user.id == bindparam("seat_user_id", type_=String),
+        )
+    )
+
+
+_TARGET = _target()
+# Parameters are never named like a column: an UPDATE run with one would also SET it.
+_NOW = bindparam("seat_now", type_=UTCDateTime())
+_ACCOUNT_ID = bindparam("seat_account_id", type_=String)
+_ACTOR = bindparam("seat_actor", type_=String)
+# In the SQL text, not bound: a constant is no parameter (nor a pgbench variable).
+_ONE = literal_column("1", BigInteger)
+_EVENT_COLUMNS = ["id", "account_id", "type", "actor", "at", "data"]
+
+
+def _event_of(source: Any) -> Any:
+    """The event row, written once per row of ``source`` (one, or none: nothing happened)."""
+    values = select(
+        bindparam("event_id", type_=String),
+        _ACCOUNT_ID,
+        bindparam("event_type", type_=String),
+        _ACTOR,
+        _NOW,
+        bindparam("event_data", type_=JSON()),
+    ).select_from(source)
+    return (
+        insert(_EVENT)
+        .from_select(_EVENT_COLUMNS, values)
+        .returning(_EVENT.c.id, _EVENT.c.type, _EVENT.c.at)
+        .cte("written_event")
+    )
+
+
+def _assign_pg() -> Select[Any]:
+    """The whole assignment in one PostgreSQL statement, in a snapshot taken after the lock:
+    read the user and its assignment; if it exists and holds no seat, insert the assignment,
+    count it on the plan, write the event and queue its webhook deliveries. Answers the
+    target's row (none: no such user) and whether it took the seat."""
+    target = _TARGET.cte("target")
+    taken = (
+        insert(_ASSIGNMENT)
+        .from_select(
+            ["account_id", "user_id", "assigned_at", "assigned_by"],
+            select(_ACCOUNT_ID, target.c.user_id, _NOW, _ACTOR).where(
+                target.c.assigned_at.is_(None)
+            ),
+        )
+        .returning(_ASSIGNMENT.c.user_id)
+        .cte("taken")
+    )
+    counted = (
+        update(_PLAN)
+        .where(_PLAN.c.account_id == _ACCOUNT_ID, exists(select(taken.c.user_id)))
+        .values(assigned=_PLAN.c.assigned + _ONE, updated_at=_NOW)
+        .returning(_PLAN.c.assigned)
+        .cte("counted")
+    )
+    written = _event_of(taken)
+    queued = outbox.queue_statement(written).cte("queued")
+    return select(
+        target.c.user_id,
+        target.c.assigned_at,
+        target.c.assigned_by,
+        exists(select(taken.c.user_id)).label("taken"),
+    ).add_cte(counted, written, queued)
+
+
+def _release_pg() -> Select[Any]:
+    """The whole unassignment in one PostgreSQL statement: delete the assignment; if there
+    was one, count it off the plan, write the event and queue its deliveries."""
+    released = (
+        delete(_ASSIGNMENT)
+        .where(
+            _ASSIGNMENT.c.account_id == _ACCOUNT_ID,
+            _ASSIGNMENT.c.user_id == bindparam("seat_user_id", type_=String),
+        )
+        .returning(_ASSIGNMENT.c.user_id)
+        .cte("released")
+    )
+    counted = (
+        update(_PLAN)
+        .where(_PLAN.c.account_id == _ACCOUNT_ID, exists(select(released.c.user_id)))
+        .values(assigned=_PLAN.c.assigned - _ONE, updated_at=_NOW)
+        .returning(_PLAN.c.assigned)
+        .cte("counted")
+    )
+    written = _event_of(released)
+    queued = outbox.queue_statement(written).cte("queued")
+    return select(exists(select(released.c.user_id)).label("released")).add_cte(
+        counted, written, queued
+    )
+
+
+# Built once: these are the assign/unassign hot path.
+_ASSIGN_PG = _assign_pg()
+_RELEASE_PG = _release_pg()
+
+
+def _event_parameters(event: SeatEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.id,
+        "event_type": event.type,
+        "event_data": event.data,
+        **outbox.queue_parameters(event),
+    }
+
+
+async def _write_event(conn: AsyncConnection, event: SeatEvent) -> None:
+    """The event and its deliveries as separate statements (SQLite)."""
+    await conn.execute(insert(_EVENT).values(event._asdict()))
+    await conn.run_sync(_queue, event)
+
+
+def _queue(conn: Connection, event: SeatEvent) -> None:
+    outbox.queue(conn, [event])
+
+
+async def assign_seat(
+    session: AsyncSession,
+    account_id: str,
+    user_id: str,
+    *,
+    now: datetime,
+    actor: str,
+    allowed: bool,
+    event: SeatEvent,
+) -> Seat:
+    """R5's write, under the plan's lock: give ``user_id`` a seat, with ``event``, if the user
+    exists, holds none yet and ``allowed``; otherwise change nothing. Says what it found.
+
+    The user and its assignment are read after the lock was granted (SPEC §7), never in the
+    lock's own snapshot: a concurrent assignment or removal of the user is seen.
+    """
+    conn = await session.connection()
+    params = {
+        "seat_account_id": account_id,
+        "seat_user_id": user_id,
+        "seat_now": now,
+        "seat_actor": actor,
+    }
+    if allowed and conn.dialect.name == "postgresql":
+        params |= _event_parameters(event)
+        row = (await conn.execute(_ASSIGN_PG, params)).first()
+        if row is None:
+            return Seat(False, None, None, False)
+        return Seat(True, row.assigned_at, row.assigned_by, bool(row.taken))
+    # Refused (only the user is read), or SQLite: the same writes, one statement each (its
+    # transaction holds the database's write lock).
+    found = (await conn.execute(_TARGET, params)).first()
+    if found is None:
+        return Seat(False, None, None, False)
+    if found.assigned_at is not None or not allowed:
+        return Seat(True, found.assigned_at, found.assigned_by, False)
+    await conn.execute(
+        insert(_ASSIGNMENT).values(
+            account_id=account_id, user_id=user_id, assigned_at=now, assigned_by=actor
+        )
+    )
+    await conn.execute(
+        update(_PLAN)
+        .where(_PLAN.c.account_id == account_id)
+        .values(assigned=_PLAN.c.assigned + 1, updated_at=now)
+    )
+    await _write_event(conn, event)
+    return Seat(True, None, None, True)
+
+
+async def release_seat(
+    session: AsyncSession, account_id: str, user_id: str, *, now: datetime, event: SeatEvent
+) -> bool:
+    """R5's other write, under the plan's lock: free ``user_id``'s seat, with ``event``;
+    False (and nothing changed) if it held none."""
+    conn = await session.connection()
+    params = {
+        "seat_account_id": account_id,
+        "seat_user_id": user_id,
+        "seat_now": now,
+        "seat_actor": event.actor,
+    }
+    if conn.dialect.name == "postgresql":
+        params |= _event_parameters(event)
+        return bool((await conn.execute(_RELEASE_PG, params)).scalar())
+    result = await conn.execute(
+        delete(_ASSIGNMENT).where(
+            _ASSIGNMENT.c.account_id == account_id, _ASSIGNMENT.c.user_id == user_id
+        )
+    )
+    if not result.rowcount:
+        return False
+    await conn.execute(
+        update(_PLAN)
+        .where(_PLAN.c.account_id == account_id)
+        .values(assigned=_PLAN.c.assigned - 1, updated_at=now)
+    )
+    await _write_event(conn, event)
+    return True
+
+
 async def get_plan(session: AsyncSession, account_id: str) -> Plan | None:
     return await session.get(Plan, account_id)
-
-
-async def delete_assignment(session: AsyncSession, account_id: str, user_id: str) -> bool:
-    result = await session.execute(
-        delete(Assignment).where(Assignment.account_id == account_id, Assignment.user_id == user_id)
-    )
-    return bool(getattr(result, "rowcount", 0))
 
 
 class AgentCheckRow(NamedTuple):
@@ -93,23 +405,6 @@ async def agent_check(
     params = {"account_id": account_id, "caller_id": caller_id, "user_id": user_id}
     row = await db.read_one(_AGENT_CHECK[stored_clock], params)
     return None if row is None else AgentCheckRow(*row)
-
-
-async def user_and_assignment(
-    session: AsyncSession, account_id: str, user_id: str
-) -> tuple[bool, Assignment | None]:
-    """(the user exists, its assignment or None), in one query."""
-    row = (
-        await session.execute(
-            select(User.id, Assignment)
-            .outerjoin(
-                Assignment,
-                (Assignment.account_id == User.account_id) & (Assignment.user_id == User.id),
-            )
-            .where(User.account_id == account_id, User.id == user_id)
-        )
-    ).first()
-    return (False, None) if row is None else (True, row[1])
 
 
 async def list_agents(

@@ -17,6 +17,7 @@ from app.deps import (
     IdempotencyDep,
     IdempotentRequestDep,
     NowDep,
+    PrincipalDep,
     ReaderDep,
     SessionDep,
     SettingsDep,
@@ -169,18 +170,28 @@ router.add_api_route(
     responses={200: {"description": "Already an agent", "model": AgentOut}, **problems(403, 409)},
 )
 async def assign_agent(
-    user_id: UserIdPath, caller: CallerDep, session: SessionDep, now: NowDep, response: Response
+    account_id: AccountIdPath,
+    user_id: UserIdPath,
+    principal: PrincipalDep,
+    session: SessionDep,
+    now: NowDep,
+    response: Response,
 ) -> AgentOut:
     """Assign a seat (R5): 201 new agent, 200 already one."""
-    agent, created = await service.assign(session, caller, user_id, now)
+    # The caller's role is read with the plan's lock, in one statement (no CallerDep).
+    agent, created = await service.assign(session, principal, account_id, user_id, now)
     response.status_code = 201 if created else 200
     return agent
 
 
 @router.delete("/agents/{user_id}", status_code=204, responses=problems(403))
 async def unassign_agent(
-    user_id: UserIdPath, caller: CallerDep, session: SessionDep, now: NowDep
+    account_id: AccountIdPath,
+    user_id: UserIdPath,
+    principal: PrincipalDep,
+    session: SessionDep,
+    now: NowDep,
 ) -> Response:
     """Free the user's seat at once (R5)."""
-    await service.unassign(session, caller, user_id, now)
+    await service.unassign(session, principal, account_id, user_id, now)
     return Response(status_code=204)

@@ -18,12 +18,12 @@ from app.clock import Clock
 from app.config import Settings
 from app.db import Database
 from app.directory.models import Account, Role
-from app.errors import NotAnAgent, NotFound, UnsupportedCurrency, UserNotFound
+from app.errors import Conflict, NotAnAgent, NotFound, UnsupportedCurrency, UserNotFound
 from app.ids import new_id
 from app.ledger import repository as ledger
 from app.pagination import next_cursor
 from app.seats import repository, rules
-from app.seats.models import Assignment, Plan, Quote
+from app.seats.models import Plan, Quote
 from app.seats.schemas import (
     AccountUser,
     AgentCheck,
@@ -39,7 +39,7 @@ from app.seats.schemas import (
 from app.seats.status import PlanStatus
 
 
-def plan_state(plan: Plan) -> rules.PlanState:
+def plan_state(plan: Plan | repository.LockedPlan) -> rules.PlanState:
     period = (
         Period(plan.period_start, plan.period_end)
         if plan.period_start is not None and plan.period_end is not None
@@ -155,7 +155,6 @@ def read_session(db: Database) -> AsyncSession:
 
 
 def touch(plan: Plan, now: datetime) -> None:
-    plan.version += 1
     plan.updated_at = now
 
 
@@ -285,47 +284,73 @@ async def remove_seats(
     return await summary(session, plan, account, settings, now)
 
 
+async def lock_plan_as(
+    session: AsyncSession, principal: Principal, account_id: str
+) -> tuple[Caller, repository.LockedPlan]:
+    """The caller and the account's plan, locked, in one statement: the seat writes' first
+    lock (SPEC §7) and their role lookup. The answers of a separate lookup, in its order:
+    404 for another account's path, 403 for a user not in the account, 404 for no account."""
+    check_account_scope(principal, account_id)
+    plan = await repository.lock_plan_as(session, account_id, principal.subject)
+    role = None if plan is None else plan.caller_role
+    caller = caller_of(principal, account_id, account_exists=plan is not None, role=role)
+    if plan is None:  # a user's role without a plan: no account is ever left so
+        raise NotFound("No such account.")
+    return caller, plan
+
+
+def seat_event(
+    account_id: str, type: str, actor: str, now: datetime, data: dict[str, object]
+) -> repository.SeatEvent:
+    return repository.SeatEvent(new_id("evt"), account_id, type, actor, now, data)
+
+
 async def assign(
-    session: AsyncSession, caller: Caller, user_id: str, now: datetime
+    session: AsyncSession, principal: Principal, account_id: str, user_id: str, now: datetime
 ) -> tuple[AgentOut, bool]:
     """R5: give the user a seat; ``(agent, created)``. Assigning an agent again is a no-op."""
+    caller, plan = await lock_plan_as(session, principal, account_id)
     caller.require_admin()
-    plan = await lock_plan(session, caller.account_id)
-    # Read under the plan's lock, so that a concurrent assignment of the same user is seen.
-    user_exists, existing = await repository.user_and_assignment(
-        session, caller.account_id, user_id
-    )
-    if not user_exists:
-        raise UserNotFound(f"No user {user_id!r} in this account.")
-    if existing is not None:
-        return AgentOut.model_validate(existing), False
-    rules.check_assign(plan_state(plan).at(now))
-    assignment = Assignment(
-        account_id=caller.account_id, user_id=user_id, assigned_at=now, assigned_by=caller.actor
-    )
-    session.add(assignment)
-    plan.assigned += 1
-    touch(plan, now)
-    await ledger.add_event(
+    # Judged now, raised only once the user is known to exist and hold no seat: the answers
+    # keep their order (404 no such user, 200 already an agent, then the rules' 409s).
+    refusal: Conflict | None = None
+    try:
+        rules.check_assign(plan_state(plan).at(now))
+    except Conflict as exc:
+        refusal = exc
+    data: dict[str, object] = {
+        "user_id": user_id,
+        "assigned_before": plan.assigned,
+        "assigned_after": plan.assigned + 1,
+    }
+    event = seat_event(account_id, "agent.assigned", caller.actor, now, data)
+    seat = await repository.assign_seat(
         session,
-        account_id=caller.account_id,
-        type="agent.assigned",
+        account_id,
+        user_id,
+        now=now,
         actor=caller.actor,
-        at=now,
-        data={
-            "user_id": user_id,
-            "assigned_before": plan.assigned - 1,
-            "assigned_after": plan.assigned,
-        },
+        allowed=refusal is None,
+        event=event,
     )
-    await session.flush()
-    return AgentOut.model_validate(assignment), True
+    if not seat.user_exists:
+        raise UserNotFound(f"No user {user_id!r} in this account.")
+    if seat.assigned_at is not None and seat.assigned_by is not None:
+        return AgentOut(
+            user_id=user_id, assigned_at=seat.assigned_at, assigned_by=seat.assigned_by
+        ), False
+    if refusal is not None:
+        raise refusal
+    return AgentOut(user_id=user_id, assigned_at=now, assigned_by=caller.actor), True
 
 
-async def unassign(session: AsyncSession, caller: Caller, user_id: str, now: datetime) -> None:
+async def unassign(
+    session: AsyncSession, principal: Principal, account_id: str, user_id: str, now: datetime
+) -> None:
     """R5: free the user's seat at once."""
+    caller, plan = await lock_plan_as(session, principal, account_id)
     caller.require_admin()
-    if not await release_seat(session, caller.account_id, user_id, caller.actor, now):
+    if not await release_seat(session, account_id, user_id, caller.actor, now, plan.assigned):
         raise NotAnAgent(f"User {user_id!r} is not an agent.")
 
 
@@ -335,25 +360,22 @@ async def release_seat(
     user_id: str,
     actor: str,
     now: datetime,
+    assigned: int,
     reason: str | None = None,
 ) -> bool:
-    """Free ``user_id``'s seat if it holds one; False if it was not an agent."""
-    plan = await lock_plan(session, account_id)
-    if not await repository.delete_assignment(session, account_id, user_id):
-        return False
-    plan.assigned -= 1
-    touch(plan, now)
+    """Free ``user_id``'s seat if it holds one; False if it was not an agent.
+
+    The caller holds the plan's lock and read ``assigned``, its agents, under it.
+    """
     data: dict[str, object] = {
         "user_id": user_id,
-        "assigned_before": plan.assigned + 1,
-        "assigned_after": plan.assigned,
+        "assigned_before": assigned,
+        "assigned_after": assigned - 1,
     }
     if reason:
         data["reason"] = reason
-    await ledger.add_event(
-        session, account_id=account_id, type="agent.unassigned", actor=actor, at=now, data=data
-    )
-    return True
+    event = seat_event(account_id, "agent.unassigned", actor, now, data)
+    return await repository.release_seat(session, account_id, user_id, now=now, event=event)
 
 
 async def check_agent(

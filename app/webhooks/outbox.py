@@ -5,14 +5,22 @@ SQLAlchemy's ``Session`` (``create_app`` calls it). When a flush inserts ``Event
 hook inserts one ``webhook_delivery`` per enabled endpoint subscribed to the event's type, on
 the same connection and in the same transaction. So a committed event always has its rows
 (a crash after the commit loses nothing) and a rolled-back one has none (nothing is sent).
+
+Events written in SQLAlchemy Core, without a flush, queue theirs through the two Core entry
+points instead: ``queue`` (the hook's own code, for a connection; one read of the endpoints
+and one insert) and ``queue_statement``, the same rows as one ``INSERT ... SELECT`` that a
+PostgreSQL statement writing the event can carry as a CTE, so that the event and its
+deliveries still cost one round trip (the seat assignments do this).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from sqlalchemy import Connection, FromClause, Insert
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -64,12 +72,32 @@ def delivery_rows(
     ]
 
 
+class EventRecord(Protocol):
+    """What the outbox reads of an event: an ``Event`` row, or one written in Core."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def account_id(self) -> str | None: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
 def _after_flush(session: Session, _: UOWTransaction) -> None:
     # ``session.new`` still lists what this flush inserted (SQLAlchemy's after_flush).
     events = [obj for obj in session.new if isinstance(obj, Event)]
+    if events:
+        queue(session.connection(), events)
+
+
+def queue(conn: Connection, events: Sequence[EventRecord]) -> None:
+    """Queue the deliveries of ``events``, just written on ``conn``, in its transaction."""
     if not events:
         return
-    conn = session.connection()
     endpoints = repository.enabled_endpoints_sync(conn)
     if not endpoints:
         return
@@ -80,6 +108,23 @@ def _after_flush(session: Session, _: UOWTransaction) -> None:
         rows += delivery_rows(endpoints, event_id=ev.id, event_type=ev.type, body=body, at=ev.at)
     if rows:
         repository.insert_deliveries_sync(conn, rows)
+
+
+def queue_statement(written: FromClause) -> Insert:
+    """The deliveries of one event as a PostgreSQL ``INSERT ... SELECT``, for a CTE; its
+    parameters are ``queue_parameters(event)``. Built once, run with each event's.
+
+    ``written`` is the CTE that inserted the event, returning its ``id``, ``type`` and
+    ``at``: no row (the event was not written after all) queues nothing. The endpoints are
+    chosen in SQL by the same rule as ``subscribed``.
+    """
+    return repository.deliveries_of_written_event(written)
+
+
+def queue_parameters(event: EventRecord) -> dict[str, Any]:
+    """The parameters of ``queue_statement`` for ``event``: the body every endpoint is sent."""
+    body = render(event.id, event.type, event.account_id, event.at, event.data)
+    return {"delivery_body": body}
 
 
 def install() -> None:

@@ -6,7 +6,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Insert,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger.models import Event
@@ -25,6 +40,51 @@ def enabled_endpoints_sync(conn: Connection) -> list[tuple[str, list[str] | None
 def insert_deliveries_sync(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Queue outbox rows in the caller's transaction (sync, for the flush hook)."""
     conn.execute(insert(WebhookDelivery), list(rows))
+
+
+def _subscribed_pg(event_types: ColumnElement[Any], event_type: ColumnElement[Any]) -> Any:
+    # ``outbox.subscribed`` in SQL: no list (SQL NULL, or the JSON null an ORM write of None
+    # stores) means every type; otherwise the type must be one of the list's strings.
+    return or_(
+        event_types.is_(None),
+        func.json_typeof(event_types) == literal_column("'null'"),
+        cast(event_types, JSONB).has_key(event_type),
+    )
+
+
+def deliveries_of_written_event(written: FromClause) -> Insert:
+    """One outbox row per enabled endpoint subscribed to the event ``written`` returns (its
+    ``id``, ``type`` and ``at``), with the body ``:delivery_body``, due at once:
+    ``outbox.delivery_rows`` as PostgreSQL SQL."""
+    endpoint = WebhookEndpoint.__table__.c
+    rows = select(
+        endpoint.id,
+        written.c.id,
+        written.c.type,
+        bindparam("delivery_body", type_=Text()),
+        literal_column(f"'{DeliveryStatus.PENDING.value}'"),
+        literal_column("0"),
+        written.c.at,
+        written.c.at,
+    ).select_from(
+        written.join(
+            WebhookEndpoint.__table__,
+            and_(
+                endpoint.disabled.is_(False), _subscribed_pg(endpoint.event_types, written.c.type)
+            ),
+        )
+    )
+    columns = [
+        "endpoint_id",
+        "event_id",
+        "event_type",
+        "body",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+    ]
+    return insert(WebhookDelivery).from_select(columns, rows)
 
 
 async def enabled_endpoints(session: AsyncSession) -> list[tuple[str, list[str] | None]]:

@@ -22,7 +22,7 @@ async def snapshot(api: Api, sql: Sql) -> tuple[Any, ...]:
     ]
     counts = await sql(
         "SELECT (SELECT COUNT(*) FROM quote), (SELECT COUNT(*) FROM idempotency_key), "
-        "(SELECT COUNT(*) FROM invoice), (SELECT version FROM plan WHERE account_id = 'acme')"
+        "(SELECT COUNT(*) FROM invoice), (SELECT updated_at FROM plan WHERE account_id = 'acme')"
     )
     return (*reads, tuple(counts[0]))
 
