@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import LiveServer
+from tests.conftest import shared_database_url
+from tests.live import LiveServer, on_clean_database
 
 
 def tool_or_skip(name: str) -> str:
@@ -30,11 +31,19 @@ def tool_or_skip(name: str) -> str:
     pytest.skip(f"`{name}` is not installed (.ci/run installs it)")
 
 
-@pytest.fixture
-def live(database_url: str) -> Iterator[LiveServer]:
-    """``seats serve`` on a clean database, with the test clock."""
-    with LiveServer(database_url, workers=1) as server:
+@pytest.fixture(scope="package")
+def package_server(
+    migrated_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One ``seats serve`` with the test clock for the tests of both clients."""
+    with LiveServer(shared_database_url(migrated_template, tmp_path_factory), workers=1) as server:
         yield server
+
+
+@pytest.fixture
+def live(package_server: LiveServer, database_url: str, migrated_template: str) -> LiveServer:
+    """``seats serve`` on a clean database, with the test clock."""
+    return on_clean_database(package_server, migrated_template)
 
 
 @pytest.fixture

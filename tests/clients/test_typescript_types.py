@@ -8,9 +8,12 @@ pass ``tsc --strict`` and each of its marked mistakes (a misspelled error code, 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,16 +30,34 @@ def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complete
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+# Installed once per checkout and package.json (both halves of `make test` use the same): a
+# second `npm install` of the same pinned versions cost several seconds and tested nothing new.
+TOOLS_CACHE = TS.parents[2] / "var" / "npm-tools"
+
+
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """openapi-typescript and typescript, installed from the npm registry into a temp folder."""
+    """openapi-typescript and typescript, installed from the npm registry (see TOOLS_CACHE)."""
     npm = tool_or_skip("npm")
     tool_or_skip("node")
-    folder = tmp_path_factory.mktemp("npm-tools")
-    shutil.copyfile(TS / "package.json", folder / "package.json")
-    done = run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], folder)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return folder / "node_modules" / ".bin"
+    manifest = (TS / "package.json").read_bytes()
+    folder = TOOLS_CACHE / hashlib.sha256(manifest).hexdigest()[:16]
+    bin_dir = folder / "node_modules" / ".bin"
+    if not folder.is_dir():
+        staging = tmp_path_factory.mktemp("npm-tools")
+        (staging / "package.json").write_bytes(manifest)
+        done = run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], staging)
+        assert done.returncode == 0, done.stdout + done.stderr
+        TOOLS_CACHE.mkdir(parents=True, exist_ok=True)
+        # Whole or not at all: a half-copied folder would pass the check above next time.
+        ready = Path(tempfile.mkdtemp(dir=TOOLS_CACHE))
+        shutil.copytree(staging, ready, symlinks=True, dirs_exist_ok=True)
+        with contextlib.suppress(OSError):  # another run got there first: use its folder
+            ready.rename(folder)
+        shutil.rmtree(ready, ignore_errors=True)
+    for tool in ("openapi-typescript", "tsc"):
+        assert (bin_dir / tool).exists(), f"{tool} missing from {bin_dir}"
+    return bin_dir
 
 
 TSC_OPTIONS = ["--strict", "--noEmit", "--target", "ES2022", "--module", "ES2022"]

@@ -1,6 +1,6 @@
 """The Manage Seats page in a real browser: Debian's Chromium, driven by Playwright, against the
-real server (``seats serve``) on loopback, on a clean database per test (SQLite file, or
-PostgreSQL with TEST_DATABASE_URL).
+real server (``seats serve``, one per module) on loopback, on a clean database per test (SQLite
+file, or PostgreSQL with TEST_DATABASE_URL).
 
 No browser is downloaded: Playwright drives ``/usr/bin/chromium`` through ``executable_path``.
 Without it the tests are skipped on a developer's machine and fail in CI (``CI=true``), where
@@ -21,8 +21,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
 
-from tests.conftest import Api, auth, seed_directory, user_token
-from tests.live import LiveServer
+from tests.conftest import Api, auth, seed_directory, shared_database_url, user_token
+from tests.live import LiveServer, on_clean_database
 
 CHROMIUM = os.environ.get("SEATS_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -51,11 +51,20 @@ async def browser() -> AsyncIterator[Browser]:
         await chromium.close()
 
 
-@pytest.fixture
-def server(database_url: str) -> Iterator[LiveServer]:
-    """``seats serve`` on a free loopback port, on this test's clean database."""
-    with LiveServer(database_url, workers=1, SEATS_LOG_LEVEL="ERROR") as live:
+@pytest.fixture(scope="module")
+def module_server(
+    migrated_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One ``seats serve`` on a free loopback port for the module's tests."""
+    url = shared_database_url(migrated_template, tmp_path_factory)
+    with LiveServer(url, workers=1, SEATS_LOG_LEVEL="ERROR") as live:
         yield live
+
+
+@pytest.fixture
+def server(module_server: LiveServer, database_url: str, migrated_template: str) -> LiveServer:
+    """``seats serve`` on a free loopback port, on a clean database for this test."""
+    return on_clean_database(module_server, migrated_template)
 
 
 @pytest.fixture
