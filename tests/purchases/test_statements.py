@@ -1,6 +1,6 @@
 """How many statements a purchase and a quote send to PostgreSQL (issue 13).
 
-Counted on the app's own engine: every statement the driver runs, plus BEGIN, COMMIT and
+Counted on the app's own engines: every statement the driver runs, plus BEGIN, COMMIT and
 ROLLBACK of each transaction (an autocommit read sends none). The test clock's reads are left
 out: a production clock reads nothing.
 """
@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from tests.conftest import Api, postgres_only
@@ -20,8 +21,10 @@ pytestmark = postgres_only
 
 @contextmanager
 def statements(app: Any) -> Iterator[list[str]]:
-    """The statements the app sends to the database while the block runs, in order."""
-    engine = app.state.db.engine.sync_engine
+    """The statements the app sends to the database while the block runs, in order: on
+    its engine and on its autocommit engine for one-statement reads."""
+    db = app.state.db
+    engines = {id(e.sync_engine): e.sync_engine for e in (db.engine, db.reads)}.values()
     sent: list[str] = []
 
     def autocommit(conn: Any) -> bool:
@@ -43,64 +46,60 @@ def statements(app: Any) -> Iterator[list[str]]:
         if not autocommit(conn):
             sent.append("ROLLBACK")
 
-    listeners = (
-        ("before_cursor_execute", on_execute),
-        ("begin", on_begin),
-        ("commit", on_commit),
-        ("rollback", on_rollback),
-    )
-    for name, fn in listeners:
+    listeners = [
+        (engine, name, fn)
+        for engine in engines
+        for name, fn in (
+            ("before_cursor_execute", on_execute),
+            ("begin", on_begin),
+            ("commit", on_commit),
+            ("rollback", on_rollback),
+        )
+    ]
+    for engine, name, fn in listeners:
         event.listen(engine, name, fn)
     try:
         yield sent
     finally:
-        for name, fn in listeners:
+        for engine, name, fn in listeners:
             event.remove(engine, name, fn)
-
-
-@contextmanager
-def collecting(app: Any, sent: list[str]) -> Iterator[list[str]]:
-    """The statements of ``sent`` that the collection engine sends, while the block runs
-    (the real collector does the work; the wrapper only notes which statements are its own)."""
-    collector = app.state.collector
-    real = collector.collect
-    inside: list[str] = []
-
-    async def collect(*args: Any, **kwargs: Any) -> Any:
-        start = len(sent)
-        try:
-            return await real(*args, **kwargs)
-        finally:
-            inside.extend(sent[start:])
-
-    collector.collect = collect
-    try:
-        yield inside
-    finally:
-        del collector.collect
 
 
 def listing(sent: list[str]) -> str:
     return "\n".join(f"{i:2} {s[:120]}" for i, s in enumerate(sent, 1))
 
 
-async def test_a_purchase_sends_eleven_statements_besides_collection(api: Api, app: Any) -> None:
+async def _buy_more(api: Api, app: Any) -> list[str]:
     assert (await api.buy(5)).status_code == 201  # a paid plan buying more: the usual case
-    with statements(app) as sent, collecting(app, sent) as collection:
+    with statements(app) as sent:
         r = await api.buy(8)
     assert r.status_code == 201, r.text
     assert r.json()["invoice"]["status"] == "paid"
-    # Outside collection, 11: the caller's role (1, autocommit); the key claimed (1, an
-    # INSERT ... ON CONFLICT DO NOTHING, autocommit); the pending invoice in one transaction
-    # (BEGIN, the plan locked with its account, the invoice, its line, the plan's note,
-    # COMMIT: 6); the answer's reads (the plan with its account, the outstanding renewal:
-    # 2, autocommit); the response stored (1 UPDATE, autocommit). Collection sends 17 today
-    # (claim 7, record 10). Once the Collector records the first attempt in the pending
-    # invoice's transaction and settles in one locked read, this is 12 + its record; the total
-    # is to be tightened to <= 18 then.
-    assert len(sent) - len(collection) == 11, listing(sent)
-    assert len(sent) <= 28, listing(sent)
+    return sent
+
+
+async def test_a_purchase_sends_at_most_21_statements(api: Api, app: Any) -> None:
+    sent = await _buy_more(api, app)
+    # 21 today: the caller's role and the key claimed (2, autocommit); the pending invoice
+    # with its first attempt (BEGIN, the plan locked with its account, the invoice, its line,
+    # the plan's note, the attempt, COMMIT: 7); the charge recorded (BEGIN, the plan locked,
+    # the invoice and its attempts read under that lock, the outcome, the invoice paid, the
+    # seats raised, the event, the webhook endpoints, COMMIT: 9); the answer's reads (the
+    # plan with its account, the outstanding renewal: 2, autocommit); the response stored
+    # (1 UPDATE, autocommit).
+    assert len(sent) <= 21, listing(sent)
     assert "BEGIN" not in sent[:2] and sent[2] == "BEGIN", listing(sent)
+    assert sent[2:9][-2].startswith("INSERT INTO charge_attempt"), listing(sent)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 asks for <= 18: the pending invoice's four writes in one statement "
+    "(a CTE on PostgreSQL) would save the last three",
+)
+async def test_a_purchase_sends_at_most_18_statements(api: Api, app: Any) -> None:
+    sent = await _buy_more(api, app)
+    assert len(sent) <= 18, listing(sent)
 
 
 async def test_a_quote_sends_six_statements(api: Api, app: Any) -> None:
