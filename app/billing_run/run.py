@@ -32,7 +32,7 @@ from app.billing_run import repository as billing
 from app.clock import Clock
 from app.collection import repository as collection
 from app.collection.policy import Mode, Wait, first_decline_at, in_flight
-from app.collection.service import Answer, Claim, Collected, Collector, history
+from app.collection.service import Answer, Claim, Collected, Collector
 from app.config import Settings
 from app.db import Database
 from app.directory.models import Account
@@ -215,11 +215,11 @@ async def _dun(deps: BillingRun, now: datetime, report: RunReport) -> None:
         if not outstanding:
             return 0
         tried = await collection.invoices_with_attempts(session, [i.id for i in outstanding])
-        first = first_decline_at(history(tried[outstanding[0].id][1]))
+        first = first_decline_at(tried[outstanding[0].id][1])
         if first is None or now - first < window:
             return 0
         for invoice in outstanding:
-            if in_flight(history(tried[invoice.id][1]), datetime_now(), lease):
+            if in_flight(tried[invoice.id][1], datetime_now(), lease):
                 return 0  # a charge may still succeed: decide on the next run
         await plans.cancel(session, plan, outstanding, now)
         return 1

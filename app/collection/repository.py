@@ -17,10 +17,9 @@ from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing.periods import BillingCycle
+from app.collection.policy import Sent
 from app.directory.models import Account
 from app.ledger.models import (
-    AttemptOperation,
-    AttemptOutcome,
     ChargeAttempt,
     ChargeOutcome,
     Invoice,
@@ -70,19 +69,6 @@ class PlanState:
     pending_invoice_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRow:
-    """An attempt with its outcome (None: not recorded yet)."""
-
-    number: int
-    operation: AttemptOperation
-    key: str
-    payment_method: str
-    at: datetime
-    sent_at: datetime
-    outcome: AttemptOutcome | None
-
-
 def _for_update(stmt: Any, skip_locked: bool) -> Any:
     # SQLite compiles FOR UPDATE away: there BEGIN IMMEDIATE has taken the one write lock.
     return stmt.with_for_update(of=_plan, skip_locked=skip_locked)
@@ -126,9 +112,9 @@ async def lock_plan(session: AsyncSession, account_id: str) -> PlanState | None:
 
 async def invoices_with_attempts(
     session: AsyncSession, invoice_ids: Sequence[str]
-) -> dict[str, tuple[InvoiceState, list[AttemptRow]]]:
+) -> dict[str, tuple[InvoiceState, list[Sent]]]:
     """The invoices (read fresh: call it with their plans locked) with their attempts in
-    order, in one statement."""
+    order, as the policy reads them, in one statement."""
     if not invoice_ids:
         return {}
     i, a, o, acct = _invoice, _attempt, _outcome, _account
@@ -164,13 +150,13 @@ async def invoices_with_attempts(
         .where(i.c.id.in_(list(invoice_ids)))
         .order_by(i.c.id, a.c.number)
     )
-    found: dict[str, tuple[InvoiceState, list[AttemptRow]]] = {}
+    found: dict[str, tuple[InvoiceState, list[Sent]]] = {}
     for row in (await session.execute(stmt)).all():
         entry = found.get(row[0])
         if entry is None:
             entry = found[row[0]] = (InvoiceState(*row[:16]), [])
         if row[16] is not None:
-            entry[1].append(AttemptRow(*row[16:]))
+            entry[1].append(Sent(*row[16:]))
     return found
 
 

@@ -37,8 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.clock import Clock
 from app.collection import repository as repo
 from app.collection import settle
-from app.collection.policy import Mode, RetryPolicy, Send, Sent, Wait, next_send
-from app.collection.repository import AttemptRow, InvoiceState, PlanState
+from app.collection.policy import Mode, RetryPolicy, Send, Wait, next_send
+from app.collection.repository import InvoiceState, PlanState
 from app.config import Settings
 from app.db import Database
 from app.errors import NotFound
@@ -97,14 +97,6 @@ class Claimed:
 
 def _wall_now() -> datetime:
     return datetime.now(UTC)
-
-
-def history(attempts: Sequence[AttemptRow]) -> list[Sent]:
-    """Attempts as the policy reads them."""
-    return [
-        Sent(a.number, a.operation, a.key, a.payment_method, a.at, a.sent_at, a.outcome)
-        for a in attempts
-    ]
 
 
 def _attempt_row(invoice: InvoiceState, send: Send, actor: str, now: datetime) -> dict[str, Any]:
@@ -228,7 +220,7 @@ class Collector:
                 free.append(settle.Settlement(plan, invoice, AttemptOutcome.SUCCEEDED))
                 continue
             decision = next_send(
-                history(attempts),
+                attempts,
                 invoice_id=invoice.id,
                 # Only a new key charges the method of now (else the same request is resent).
                 payment_method=(
