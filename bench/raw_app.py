@@ -42,23 +42,12 @@ ROLE = (
     "SELECT account_user.role FROM account_user WHERE account_user.account_id = $1::VARCHAR "
     "AND account_user.id = $2::VARCHAR"
 )
-PLAN_COLUMNS = (
-    "plan.account_id, plan.status, plan.seats, plan.assigned, plan.trial_started_at, "
-    "plan.trial_ends_at, plan.period_start, plan.period_end, plan.pending_invoice_id, "
-    "plan.pending_seats, plan.created_at, plan.updated_at"
-)
 LOCK_PLAN_AS = (
     "SELECT plan.status, plan.seats, plan.assigned, plan.trial_started_at, "
     "plan.trial_ends_at, plan.pending_seats, plan.period_start, plan.period_end, "
     "plan.billing_cycle, caller.role FROM plan LEFT OUTER JOIN account_user AS caller ON "
     "caller.account_id = plan.account_id AND caller.id = $1::VARCHAR WHERE plan.account_id = "
     "$2::VARCHAR FOR UPDATE OF plan"
-)
-GET_PLAN = f"SELECT {PLAN_COLUMNS} FROM plan WHERE plan.account_id = $1::VARCHAR"
-GET_ACCOUNT = (
-    "SELECT account.id, account.name, account.billing_cycle, account.billing_anchor, "
-    "account.payment_method, account.currency, account.created_at, account.updated_at "
-    "FROM account WHERE account.id = $1::VARCHAR"
 )
 TARGET = (
     "SELECT account_user.id AS user_id, assignment.assigned_at, assignment.assigned_by FROM "
