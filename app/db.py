@@ -124,10 +124,14 @@ class PreparedRead:
 
 
 # The server went away or is shutting down: every pooled connection is as dead as this one.
-_SERVER_LOST = (
+# InternalClientError too: a connection whose backend was terminated while idle may still be
+# consuming the server's last error when it is next used, and asyncpg then refuses the
+# statement with "another operation is in progress" instead of "connection is closed".
+DRIVER_CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InternalClientError,
     OSError,
 )
 
@@ -180,9 +184,9 @@ class Database:
             await greenlet_spawn(fairy.close)
             if not isinstance(exc, Exception):
                 raise
-            if isinstance(exc, _SERVER_LOST):
+            if isinstance(exc, DRIVER_CONNECTION_LOST):
                 await self.reads.dispose(close=False)
-            if isinstance(exc, (*_SERVER_LOST, TimeoutError)):
+            if isinstance(exc, (*DRIVER_CONNECTION_LOST, TimeoutError)):
                 raise OperationalError(read.sql, None, exc, connection_invalidated=True) from exc
             raise DBAPIError(read.sql, None, exc) from exc
         # Checkin may close an overflow connection: driver calls need SQLAlchemy's greenlet.

@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.db import DRIVER_CONNECTION_LOST
 from app.errors import (
     PROBLEM_JSON,
     AppError,
@@ -158,7 +159,11 @@ def is_database_conflict(exc: BaseException) -> bool:
 
 def _is_database_unavailable(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+            return True
+        # SQLAlchemy's asyncpg adapter wraps the driver's error, which it keeps as the cause.
+        cause = getattr(exc.orig, "__cause__", None) or exc.orig
+        return isinstance(cause, DRIVER_CONNECTION_LOST)
     # asyncpg raises OSError subclasses (refused, reset) straight through SQLAlchemy's pool.
     return isinstance(exc, (OSError, TimeoutError, SATimeoutError))
 

@@ -10,13 +10,16 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.exc import DBAPIError
 
 from app.config import Settings
 from app.main import create_app
 from app.observability import JsonFormatter
+from app.problems import unexpected_error_response
 from tests.conftest import Api, problem
 
 SUMMARY = "/v1/accounts/acme/conversations"
@@ -381,3 +384,39 @@ async def test_the_upper_bound_itself_is_accepted(api: Api) -> None:
     assert quote["seats"] == 1_000_000_000
     assert isinstance(quote["due_now"], int)
     assert quote["cycle_total"] == 1_000_000_000 * quote["unit_price"]
+
+
+def _wrapped(driver_error: Exception) -> Exception:
+    """``driver_error`` as SQLAlchemy's asyncpg adapter raises it: its own error, the driver's
+    kept as the cause, inside a DBAPIError."""
+    try:
+        try:
+            raise driver_error
+        except Exception as exc:
+            raise RuntimeError(str(exc)) from exc
+    except RuntimeError as adapted:
+        return DBAPIError("SELECT 1", None, adapted)
+
+
+@pytest.mark.parametrize(
+    ("driver_error", "status"),
+    [
+        # A backend terminated while idle: the next statement finds its last error still being
+        # consumed. The connection is gone, as surely as with "connection is closed".
+        (
+            asyncpg.InternalClientError(
+                "cannot switch to state 12; another operation (2) is in progress"
+            ),
+            503,
+        ),
+        (asyncpg.ConnectionDoesNotExistError("connection was closed"), 503),
+        (ValueError("a bug of ours"), 500),
+    ],
+)
+async def test_a_lost_driver_connection_is_503_however_it_is_wrapped(
+    driver_error: Exception, status: int
+) -> None:
+    response = await unexpected_error_response(_wrapped(driver_error))
+    assert response.status_code == status
+    body = json.loads(bytes(response.body))
+    assert body["code"] == ("service_unavailable" if status == 503 else "internal_error")
