@@ -19,6 +19,9 @@ from app.config import Settings, get_settings
 from app.roles import RoleError
 from app.schema import SchemaNotAtHead, alembic_config, check_schema_at_head
 
+# SEATS_HTTP_PARSER: the protocol class uvicorn serves with (both bound the headers).
+HTTP_PROTOCOLS = {"h11": "h11", "httptools": "app.http_protocol:BoundedHttpToolsProtocol"}
+
 
 def migrate(settings: Settings) -> None:
     """Upgrade the database to the migrations' head, then grant the runtime role its rights."""
@@ -88,7 +91,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http=settings.http_parser,
+        http=HTTP_PROTOCOLS[settings.http_parser],
         # Bounded requests and connections: a huge or endless header, or thousands of idle
         # connections, cannot exhaust a worker (see the README for the proxy in front).
         h11_max_incomplete_event_size=settings.max_header_bytes,

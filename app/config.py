@@ -89,6 +89,20 @@ class Settings(BaseSettings):
         default=200, ge=1, le=10_000, description="Rows a billing-run job claims at a time."
     )
     quote_ttl_seconds: int = Field(default=15 * 60, ge=1)
+    access_cache: bool = Field(
+        default=True,
+        description="PostgreSQL: each worker caches agent checks, dropped by LISTEN/NOTIFY "
+        "on every change to access (app/entitlements.py). SQLite never caches.",
+    )
+    access_cache_ttl_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest a cached agent check is served (the bound if the listening "
+        "connection died unnoticed between two pings).",
+    )
+    access_cache_entries: int = Field(
+        default=100_000, ge=1, description="Cached agent checks per worker, at most."
+    )
     alembic_ini: Path | None = Field(
         default=None,
         description="An alembic.ini to migrate with; by default the migrations in the package.",
@@ -127,14 +141,14 @@ class Settings(BaseSettings):
         description="Stored quotes kept per account; creating one more drops the oldest.",
     )
     http_parser: Literal["h11", "httptools"] = Field(
-        default="h11",
-        description="h11 enforces SEATS_MAX_HEADER_BYTES; httptools is faster but has no "
-        "header size limit (use it only behind a proxy that limits headers).",
+        default="httptools",
+        description="HTTP/1.1 parser: httptools (C, several times faster) or h11 (pure "
+        "Python). Both refuse a request line and headers past SEATS_MAX_HEADER_BYTES.",
     )
     max_header_bytes: int = Field(
         default=16 * 1024,
         ge=1024,
-        description="Largest request line plus headers (h11); larger requests get 400.",
+        description="Largest request line plus headers; larger requests get 400.",
     )
     limit_concurrency: int = Field(
         default=1000,

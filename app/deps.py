@@ -16,6 +16,7 @@ from app.collection.service import Collector
 from app.config import Settings
 from app.db import Database
 from app.directory import repository as directory
+from app.entitlements import EntitlementCache
 from app.errors import ServiceTokenRequired
 from app.idempotency import IdempotencyStore, IdempotentRequest, make_request
 from app.payments.gateway import Gateway
@@ -97,11 +98,13 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 @dataclass(frozen=True, slots=True)
 class Reader:
-    """What a one-statement read needs: the token's principal, the database and the clock."""
+    """What a one-statement read needs: the token's principal, the database, the clock, and
+    the worker's cache of agent checks."""
 
     principal: Principal
     db: Database
     clock: Clock
+    cache: EntitlementCache
 
 
 async def get_reader(
@@ -111,7 +114,7 @@ async def get_reader(
     read FastAPI's solving costs per dependency more than building the answer does."""
     state = request.app.state
     verifier: TokenVerifier = state.verifier
-    return Reader(verifier.verify(authorization), state.db, state.clock)
+    return Reader(verifier.verify(authorization), state.db, state.clock, state.entitlements)
 
 
 ReaderDep = Annotated[Reader, Depends(get_reader)]

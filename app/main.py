@@ -18,6 +18,7 @@ from app.collection.service import Collector
 from app.config import Settings, get_settings
 from app.db import Database
 from app.directory.routes import router as directory_router
+from app.entitlements import AccessListener, EntitlementCache
 from app.errors import PayloadTooLarge
 from app.idempotency import IdempotencyStore
 from app.ledger.routes import router as ledger_router
@@ -29,6 +30,7 @@ from app.payments import make_gateway
 from app.problems import error_response, install_error_handlers, unexpected_error_response
 from app.purchases.routes import router as purchases_router
 from app.schema import head_revision
+from app.seats.hot_route import AgentCheckRoute, agent_check_route
 from app.seats.routes import router as seats_router
 from app.webhooks import outbox
 from app.webhooks.routes import router as webhooks_router
@@ -73,7 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.access_listener is not None:
+            app.state.access_listener.start()
         yield
+        if app.state.access_listener is not None:
+            await app.state.access_listener.stop()
         await app.state.gateway.aclose()
         await app.state.db.dispose()
 
@@ -112,6 +118,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.collector = Collector(db, app.state.gateway, clock, settings)
     app.state.head_revision = head_revision(settings.alembic_ini)
+    # The cache serves only while its listener listens: never on SQLite, nor in an app whose
+    # lifespan did not start (the in-process tests' app, unless a test starts it).
+    app.state.entitlements = EntitlementCache(
+        ttl=settings.access_cache_ttl_seconds, max_entries=settings.access_cache_entries
+    )
+    app.state.access_listener = (
+        AccessListener(settings.database_url, app.state.entitlements)
+        if settings.access_cache and not db.is_sqlite
+        else None
+    )
 
     install_error_handlers(app)
     outbox.install()
@@ -130,10 +146,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
     # From the outside in: ServiceMiddleware (so every answer carries the request id, a CORS
-    # preflight too), then CORS. The answers ServiceMiddleware makes itself (the 500 of an
+    # preflight too), then CORS, then the agent check's own route (app/seats/hot_route.py),
+    # then FastAPI's. The answers ServiceMiddleware makes itself (the 500 of an
     # unexpected error, the 413 of a declared oversized body) go through a CORS layer of
     # their own, so that every answer gets the CORS headers, or a browser shows an opaque
     # CORS failure instead of the problem body.
+    app.add_middleware(AgentCheckRoute, route=agent_check_route(seats_router.routes))
     wrap_answer = None
     if settings.cors_origins:
         origins = settings.cors_origins

@@ -5,9 +5,11 @@
 One process, one request at a time, the token already verified (cached): CPU microseconds per
 request (``time.process_time``) of, from the inside out, the repository's statement alone, the
 endpoint's service call, the FastAPI router without any middleware, and the whole app
-(middleware included). The differences are what each layer costs. No HTTP server and no
-socket: what is left is the Python a worker runs per request, plus the database round trip's
-client side. Access log on (level INFO, to /dev/null) as a real worker runs it.
+(middleware included); then the same with the answer in the worker's cache (its listener
+started, app/entitlements.py), where no statement is sent. The differences are what each
+layer costs. No HTTP server and no socket: what is left is the Python a worker runs per
+request, plus the database round trip's client side. Access log on (level INFO, to /dev/null)
+as a real worker runs it.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ async def main() -> None:
         assert await asgi_call(app, scope) == 200
         verifier: TokenVerifier = app.state.verifier
         principal = verifier.verify(f"Bearer {token}")
-        db, clock = app.state.db, app.state.clock
+        db, clock, cache = app.state.db, app.state.clock, app.state.entitlements
         n = args.requests
         print(f"hot read, in-process, PostgreSQL, {n} requests x 3 (best), CPU per request:")
         layers = {
@@ -142,27 +144,50 @@ async def main() -> None:
             "service": await cost(
                 "service.check_agent (+ rules, clock)",
                 n,
-                lambda: service.check_agent(db, clock, principal, ACCOUNT, TARGET),
+                lambda: service.check_agent(db, clock, cache, principal, ACCOUNT, TARGET),
             ),
             "router": await cost(
                 "FastAPI router, no middleware", n, lambda: asgi_call(app, scope, bare=True)
             ),
             "app": await cost("whole app (middleware included)", n, lambda: asgi_call(app, scope)),
         }
-        print("per layer:")
-        inner = 0.0
-        for name, label in (
-            ("repository statement", "statement, pool checkout and return"),
-            ("service", "service: authorize, rules, answer"),
-            ("router", "FastAPI: routing, dependencies, response"),
-            ("app", "middleware: Starlette's, FastAPI's and ours"),
-        ):
-            print(f"  {label:44} {layers[name] - inner:7.0f} us")
-            inner = layers[name]
-        print(f"  {'total':44} {inner:7.0f} us")
+        print_layers(layers, "statement, pool checkout and return")
+        listener = app.state.access_listener
+        listener.start()
+        await asyncio.wait_for(listener.listening.wait(), 10)
+        print("the same, the answer in the worker's cache (no statement):")
+        cached = {
+            "repository statement": 0.0,
+            "service": await cost(
+                "service.check_agent (+ rules, clock)",
+                n,
+                lambda: service.check_agent(db, clock, cache, principal, ACCOUNT, TARGET),
+            ),
+            "router": await cost(
+                "FastAPI router, no middleware", n, lambda: asgi_call(app, scope, bare=True)
+            ),
+            "app": await cost("whole app (middleware included)", n, lambda: asgi_call(app, scope)),
+        }
+        assert len(cache) == 1, "the answer was not cached"
+        print_layers(cached, "statement (none: cached)")
+        await listener.stop()
     finally:
         await app.state.gateway.aclose()
         await app.state.db.dispose()
+
+
+def print_layers(layers: dict[str, float], statement: str) -> None:
+    print("per layer:")
+    inner = 0.0
+    for name, label in (
+        ("repository statement", statement),
+        ("service", "service: authorize, rules, answer"),
+        ("router", "FastAPI: routing, dependencies, response"),
+        ("app", "middleware: Starlette's, FastAPI's and ours"),
+    ):
+        print(f"  {label:44} {layers[name] - inner:7.0f} us")
+        inner = layers[name]
+    print(f"  {'total':44} {inner:7.0f} us")
 
 
 if __name__ == "__main__":

@@ -256,14 +256,46 @@ def _raw(port: int, request: bytes, timeout: float = 5) -> bytes:
         return b"".join(chunks)
 
 
-def test_the_real_server_refuses_oversized_headers(database_url: str) -> None:
-    with LiveServer(database_url, workers=1, SEATS_MAX_HEADER_BYTES="4096") as server:
-        # Large enough to arrive in several reads: h11 counts what is still incomplete.
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_the_real_server_refuses_oversized_headers(database_url: str, parser: str) -> None:
+    with LiveServer(
+        database_url, workers=1, SEATS_MAX_HEADER_BYTES="4096", SEATS_HTTP_PARSER=parser
+    ) as server:
+        # Large enough to arrive in several reads: both count what is still incomplete.
         big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 4 * 1024 * 1024
         answer = _raw(server.port, big)
         assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        # Many headers, each small, add up the same way.
+        many = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: aaaaaaaa\r\n" * 2000
+        answer = _raw(server.port, many)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
         ok = _raw(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert ok.startswith(b"HTTP/1.1 200 "), ok[:200]
+        # Headers just under the limit, and a body far larger than it, are fine.
+        pad = b"X-Pad: " + b"a" * 3500 + b"\r\n"
+        near = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + pad + b"Connection: close\r\n\r\n"
+        answer = _raw(server.port, near)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        # The limit is per request: a connection's requests do not add up.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            for _ in range(3):
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + pad + b"\r\n")
+                answer = b""
+                while not answer.endswith(b'{"status":"ok"}'):
+                    chunk = s.recv(65536)
+                    assert chunk, answer
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        body = b"{" + b" " * 30_000 + b"}"
+        post = (
+            b"POST /internal/v1/accounts/acme HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        answer = _raw(server.port, post)
+        assert answer.startswith((b"HTTP/1.1 401 ", b"HTTP/1.1 405 ")), answer[:200]
 
 
 def test_the_real_server_closes_idle_connections(database_url: str) -> None:

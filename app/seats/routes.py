@@ -146,7 +146,7 @@ async def check_agent(
     # connection itself), and the body's bytes directly, not a second pass through the
     # response model (which stays declared, for the schema).
     check = await service.check_agent(
-        reader.db, reader.clock, reader.principal, account_id, user_id
+        reader.db, reader.clock, reader.cache, reader.principal, account_id, user_id
     )
     return Response(check.json_bytes(), media_type="application/json")
 

@@ -18,6 +18,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.db import Database
 from app.directory.models import Account, Role
+from app.entitlements import EntitlementCache
 from app.errors import Conflict, NotAnAgent, NotFound, UnsupportedCurrency, UserNotFound
 from app.ids import new_id
 from app.ledger import repository as ledger
@@ -379,17 +380,40 @@ async def release_seat(
 
 
 async def check_agent(
-    db: Database, clock: Clock, principal: Principal, account_id: str, user_id: str
+    db: Database,
+    clock: Clock,
+    cache: EntitlementCache,
+    principal: Principal,
+    account_id: str,
+    user_id: str,
 ) -> AgentCheck:
     """The hot read: is this user an agent, and does the plan let agents work now?
 
     It authorizes the caller itself, from the same statement that answers (any user of the
-    account and services may ask): one round trip instead of a role lookup first.
+    account and services may ask): one round trip instead of a role lookup first. The row is
+    served from the worker's cache when it holds it (app/entitlements.py): the same checks
+    then run on it, and the trial's end is compared with the clock's time on every request.
     """
     check_account_scope(principal, account_id)
-    row = await repository.agent_check(
-        db, account_id, principal.subject, user_id, stored_clock=clock.stored
-    )
+    key = (principal.is_service, principal.subject, user_id)
+    row: repository.AgentCheckRow | None = cache.get(account_id, key)
+    stored_now = None
+    if row is not None and clock.stored:
+        known, stored_now = cache.get_shared()
+        row = row if known else None
+    if row is None:
+        token = cache.token(account_id)
+        row = await repository.agent_check(
+            db, account_id, principal.subject, user_id, stored_clock=clock.stored
+        )
+        if row is not None:
+            stored_now = row.stored_now
+            # Only answers about users who exist, asked by a user of the account or a service:
+            # what makes them change always notifies (a new user or account never does).
+            if row.user_exists and (principal.is_service or row.caller_role is not None):
+                cache.put(account_id, key, row, token)
+                if clock.stored:
+                    cache.put_shared(stored_now, token[0])
     role = None if row is None or row.caller_role is None else Role(row.caller_role)
     caller_of(principal, account_id, account_exists=row is not None, role=role)
     if row is None or not row.user_exists:
@@ -398,7 +422,7 @@ async def check_agent(
     active = is_agent and status is not None and PlanStatus(status).grants_access
     if status == PlanStatus.TRIALING and row.trial_ends_at is not None:
         # R10: the trial ends exactly then
-        active = active and clock.now_from(row.stored_now) < row.trial_ends_at
+        active = active and clock.now_from(stored_now) < row.trial_ends_at
     return AgentCheck(user_id=user_id, agent=is_agent, active=active)
 
 

@@ -1,0 +1,232 @@
+"""The agent check's answers, cached per worker and dropped on PostgreSQL's word (issue 13).
+
+The inbox asks the agent check on every page load, and its answer changes only when a seat is
+assigned or freed, a user removed, a plan's status or trial end changed, or the test clock
+set. On PostgreSQL a trigger sends ``NOTIFY seats_access, '<account id>'`` in the same
+transaction as each such change (migration 0007), whichever code or tool made it. Every worker
+listens on a connection of its own and drops the account's answers when one arrives, so a
+revocation reaches every worker as soon as PostgreSQL delivers it (a millisecond or two after
+the commit; the contract is 100 ms).
+
+What keeps a stale answer out:
+
+* A read that raced an invalidation is never stored: ``token`` is taken before the read, and
+  ``put`` stores only if no notification for the account (and no flush) came in between.
+* Nothing is served or stored unless the listening connection is up. When it drops, the whole
+  cache is flushed (notifications sent meanwhile are lost); once it listens again the cache is
+  flushed again and answers are cached anew.
+* A cached answer is served for ``ttl`` seconds at most: the bound on a connection that died
+  without a word, between two of the listener's pings.
+
+Time is not cached: the trial's end is, and the check compares it with the clock's time on
+every request, so a trial ends exactly when it ends. The stored test clock's time is cached as
+one more entry, dropped by its own notification.
+
+SQLite has no NOTIFY: there the cache never serves (the listener is never started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "seats_access"
+# The payload of a change every account's answer depends on (the test clock, a TRUNCATE).
+EVERYTHING = "*"
+
+Token = tuple[int, int]
+
+
+class EntitlementCache:
+    """Answers by account and key, each with the time it was stored. Not thread-safe: one per
+    event loop (a worker process has one)."""
+
+    def __init__(
+        self, *, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._accounts: dict[str, dict[Hashable, tuple[Any, float]]] = {}
+        self._entries = 0
+        # Bumped by every flush: a token taken before one never stores.
+        self._epoch = 0
+        # Bumped by every invalidation of the account; forgotten at a flush (the epoch moved).
+        self._generations: dict[str, int] = {}
+        self._shared: tuple[Any, float] | None = None
+        self.serving = False
+
+    def __len__(self) -> int:
+        return self._entries
+
+    # Reads -------------------------------------------------------------------------------
+
+    def get(self, account_id: str, key: Hashable) -> Any | None:
+        """The answer stored for ``key`` of the account, or None (none, too old, or the cache
+        is not serving)."""
+        entries = self._accounts.get(account_id)
+        if entries is None:
+            return None
+        entry = entries.get(key)
+        if entry is None or self._clock() - entry[1] >= self.ttl:
+            return None
+        return entry[0]
+
+    def get_shared(self) -> tuple[bool, Any]:
+        """``(True, value)`` for the entry every account shares (the test clock's time), or
+        ``(False, None)``."""
+        entry = self._shared
+        if entry is None or self._clock() - entry[1] >= self.ttl:
+            return False, None
+        return True, entry[0]
+
+    def token(self, account_id: str) -> Token:
+        """Taken before the read whose answer ``put`` may store."""
+        return self._epoch, self._generations.get(account_id, 0)
+
+    def put(self, account_id: str, key: Hashable, value: Any, token: Token) -> None:
+        """Store ``value`` unless the account changed (or the cache was flushed) since
+        ``token`` was taken, or the cache is not serving."""
+        if not self.serving or token != self.token(account_id):
+            return
+        entries = self._accounts.get(account_id)
+        if entries is None or key not in entries:
+            if self._entries >= self.max_entries:
+                self._evict_oldest_account()
+                entries = self._accounts.get(account_id)
+            if entries is None:
+                entries = self._accounts[account_id] = {}
+            self._entries += 1
+        entries[key] = (value, self._clock())
+
+    def put_shared(self, value: Any, epoch: int) -> None:
+        """Store the shared entry unless a flush came since ``epoch`` (a token's first part)
+        was taken."""
+        if self.serving and epoch == self._epoch:
+            self._shared = (value, self._clock())
+
+    # Invalidation ------------------------------------------------------------------------
+
+    def invalidate(self, account_id: str) -> None:
+        """Drop the account's answers, and every read of it in flight from being stored."""
+        if account_id == EVERYTHING:
+            self.flush()
+            return
+        self._generations[account_id] = self._generations.get(account_id, 0) + 1
+        entries = self._accounts.pop(account_id, None)
+        if entries is not None:
+            self._entries -= len(entries)
+
+    def flush(self) -> None:
+        """Drop everything, and every read in flight from being stored."""
+        self._epoch += 1
+        self._accounts.clear()
+        self._generations.clear()
+        self._shared = None
+        self._entries = 0
+
+    def listening(self) -> None:
+        """The listener's connection listens: what was missed is flushed, and answers are
+        cached from now on."""
+        self.flush()
+        self.serving = True
+
+    def deaf(self) -> None:
+        """The listener's connection is gone: flush, and cache nothing until it is back."""
+        self.serving = False
+        self.flush()
+
+    def _evict_oldest_account(self) -> None:
+        # The account first stored is dropped whole: dicts keep insertion order.
+        oldest = next(iter(self._accounts))
+        self._entries -= len(self._accounts.pop(oldest))
+
+
+def listener_dsn(database_url: str) -> str:
+    """The service's SQLAlchemy URL as the plain ``postgresql://`` DSN asyncpg connects to."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class AccessListener:
+    """One worker's ``LISTEN seats_access`` connection, kept open: it feeds ``cache`` and
+    tells it when it listens and when it stops.
+
+    The connection is pinged every ``ping_seconds``: a server that went away without closing
+    the connection is noticed then, and the cache flushed. It reconnects every
+    ``retry_seconds`` until it listens again.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        cache: EntitlementCache,
+        *,
+        ping_seconds: float = 1.0,
+        retry_seconds: float = 0.5,
+    ) -> None:
+        self.dsn = listener_dsn(database_url)
+        self.cache = cache
+        self.ping_seconds = ping_seconds
+        self.retry_seconds = retry_seconds
+        self._task: asyncio.Task[None] | None = None
+        # Set each time the connection listens (tests and readiness wait on it).
+        self.listening = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.cache.deaf()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._listen_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("access listener lost its connection: %s", exc)
+            await asyncio.sleep(self.retry_seconds)
+
+    async def _listen_once(self) -> None:
+        conn = await asyncpg.connect(
+            self.dsn,
+            timeout=5,
+            server_settings={"application_name": "seats-access"},
+        )
+        gone = asyncio.Event()
+        conn.add_termination_listener(lambda _: gone.set())
+        try:
+            await conn.add_listener(CHANNEL, self._notified)
+            # Listening from here: whatever changed before is flushed, as are reads in flight.
+            self.cache.listening()
+            self.listening.set()
+            while not gone.is_set():
+                try:
+                    await asyncio.wait_for(gone.wait(), self.ping_seconds)
+                except TimeoutError:
+                    await conn.fetchval("SELECT 1", timeout=self.ping_seconds)
+            raise ConnectionError("the listening connection was closed")
+        finally:
+            self.listening.clear()
+            self.cache.deaf()
+            conn.terminate()
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.cache.invalidate(payload)
