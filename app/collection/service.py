@@ -18,7 +18,8 @@ Claims and records take a batch of invoices as readily as one (the same few Core
 ``app.collection.repository``): the billing run claims a chunk of renewals per transaction and
 records the answers that have arrived together, which is what lets one run keep its calls in
 flight without spending its CPU on the database. A purchase records its first attempt in the
-transaction that makes its invoice (``claim_first``), so the two commit together.
+transaction that makes its invoice (``claim_first`` decides it, the purchase writes it with
+the invoice), so the two commit together.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ class Collector:
     """Collects invoices through the gateway: claim, call, record (see the module doc).
 
     ``collect`` and ``void`` do one invoice; the billing run uses ``claim``, ``send`` and
-    ``record`` directly on batches, and a purchase claims its first attempt with
-    ``claim_first`` in the transaction that makes its invoice.
+    ``record`` directly on batches, and a purchase takes its first attempt from
+    ``claim_first`` and writes it in the transaction that makes its invoice.
     """
 
     def __init__(self, db: Database, gateway: Gateway, clock: Clock, settings: Settings) -> None:
@@ -245,13 +246,14 @@ class Collector:
             out.done.append(Collected(settled, outcome=AttemptOutcome.SUCCEEDED))
         return out
 
-    async def claim_first(
-        self, session: AsyncSession, new: Mapping[str, Any], actor: str, now: datetime
-    ) -> Claim | None:
-        """Record the first attempt of an invoice this transaction has just inserted (``new``:
-        its column values; its plan locked), so that the invoice and its claim commit
-        together: no collector ever sees the pending invoice without its attempt. Then
-        ``complete`` the claim after the commit.
+    def claim_first(
+        self, new: Mapping[str, Any], actor: str, now: datetime
+    ) -> tuple[Claim, dict[str, Any]] | None:
+        """The first attempt of a new invoice (``new``: its column values), not yet written:
+        the claim and the attempt row, which the caller writes in the transaction that
+        inserts the invoice (its plan locked), so that the two commit together and no
+        collector ever sees the pending invoice without its attempt. Then ``complete`` the
+        claim after the commit.
 
         None when there is nothing to charge (a total of 0): ``collect`` settles it.
         """
@@ -286,9 +288,7 @@ class Collector:
             retry=self.retry,
         )
         assert isinstance(decision, Send)  # a first attempt always sends
-        await session.flush()  # the invoice row first: the attempt refers to it
-        await repo.add_attempts(session, [_attempt_row(invoice, decision, actor, now)])
-        return Claim(invoice, decision)
+        return Claim(invoice, decision), _attempt_row(invoice, decision, actor, now)
 
     # --- 2. call -----------------------------------------------------------------------
 

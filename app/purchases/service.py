@@ -4,7 +4,7 @@ The order is what makes it safe, and it must not change:
 
 1. In one transaction, with the plan locked: check the rules, price the purchase and record a
    ``pending`` invoice (the plan notes it is waiting for it) and its first attempt
-   (``Collector.claim_first``). Commit.
+   (``Collector.claim_first``), all written by one statement on PostgreSQL. Commit.
 2. Collect it (``app.collection``): the gateway charged with the invoice id as the key, the
    outcome appended and the invoice settled, paid (seats raised) or failed, in one
    transaction.
@@ -54,7 +54,7 @@ from app.purchases import repository
 from app.seats import repository as seats
 from app.seats import rules
 from app.seats.schemas import PurchaseIn, PurchaseOut
-from app.seats.service import load, plan_state, price_purchase, read_session, summary, touch
+from app.seats.service import load, plan_state, price_purchase, read_session, summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,17 +205,20 @@ async def _prepare(
         "created_by": caller.actor,
         "created_at": now,
     }
-    lines = [{"invoice_id": invoice_id, "position": 0, **line.model_dump()}]
+    first = deps.collector.claim_first(invoice, caller.actor, now)
     # Where a retry's invoice is found when the rules still allow the purchase (its charge
     # was declined, say): the insert reports it instead of a read before every purchase.
-    if not await repository.add_invoice(session, invoice, lines):
+    written = await repository.add_pending(
+        session,
+        invoice,
+        {"position": 0, **line.model_dump()},
+        None if first is None else first[1],
+    )
+    if not written:
         earlier = await _earlier(session, req)
         assert earlier is not None
         return earlier
-    plan.pending_invoice_id = invoice_id
-    plan.pending_seats = body.seats
-    touch(plan, now)
-    claim = await deps.collector.claim_first(session, invoice, caller.actor, now)
+    claim = None if first is None else first[0]
     return _Prepared(invoice_id, [line], claim)
 
 

@@ -1,11 +1,12 @@
 -- POST /v1/accounts/{a}/conversations/purchases with a new Idempotency-Key, sandbox gateway,
 -- card accepted. Captured from the service (see README.md): the caller's role and the key's
--- claim, each one statement in autocommit; the pending invoice and its first attempt
--- committed together with the plan locked (with its account, read once); after the charge,
--- the collection engine's record (the plan locked, the invoice and its attempts read under
--- that lock, the outcome, the invoice paid, the seats raised, the event); then the answer's
--- reads and the stored response, in autocommit. 21 statements. Each client owns the accounts
--- a = 1 + client_id (mod nclients), as each wrk thread does.
+-- claim, each one statement in autocommit; the pending invoice, its line, the plan's note of
+-- it and its first attempt written by one statement (a data-modifying CTE) and committed
+-- together with the plan locked (with its account, read once); after the charge, the
+-- collection engine's record (the plan locked, the invoice and its attempts read under that
+-- lock, the outcome, the invoice paid, the seats raised, the event, the webhook endpoints);
+-- then the answer's reads and the stored response, in autocommit. 18 statements. Each client
+-- owns the accounts a = 1 + client_id (mod nclients), as each wrk thread does.
 \set a 1 + :client_id + :nclients * random(0, (:naccounts - 1 - :client_id) / :nclients)
 \set key random(1, 1000000000000000)
 \set inv random(1, 1000000000000000)
@@ -17,10 +18,7 @@ SELECT account_user.role FROM account_user WHERE account_user.account_id = :a::V
 INSERT INTO idempotency_key (account_id, caller, key, fingerprint, state, locked_at, created_at) VALUES (:a::VARCHAR, :primary_actor::VARCHAR, :key::VARCHAR, :fingerprint::VARCHAR, :running::VARCHAR, :now::TIMESTAMP WITH TIME ZONE, :now::TIMESTAMP WITH TIME ZONE) ON CONFLICT DO NOTHING RETURNING idempotency_key.key;
 BEGIN;
 SELECT plan.account_id, plan.status, plan.seats, plan.assigned, plan.trial_started_at, plan.trial_ends_at, plan.period_start, plan.period_end, plan.billing_cycle, plan.pending_invoice_id, plan.pending_seats, plan.created_at, plan.updated_at, account.id, account.name, account.billing_cycle AS billing_cycle_1, account.billing_anchor, account.payment_method, account.currency, account.created_at AS created_at_1, account.updated_at AS updated_at_1 FROM plan JOIN account ON account.id = plan.account_id WHERE plan.account_id = :a::VARCHAR FOR UPDATE OF plan FOR KEY SHARE OF account;
-INSERT INTO invoice (id, account_id, kind, status, currency, total, seats, period_start, period_end, payment_method, request_key, request_fingerprint, billing_cycle, created_by, created_at) VALUES (:inv::VARCHAR, :a::VARCHAR, :purchase_kind::VARCHAR, :pending::VARCHAR, :currency::VARCHAR, :due_now::BIGINT, :seats::BIGINT, :period_start::DATE, :period_end::DATE, :payment_method::VARCHAR, :key::VARCHAR, :fingerprint::VARCHAR, :cycle::VARCHAR, :primary_actor::VARCHAR, :now::TIMESTAMP WITH TIME ZONE) ON CONFLICT (request_key) DO NOTHING RETURNING invoice.id;
-INSERT INTO invoice_line (invoice_id, position, description, quantity, unit_price, amount, period_start, period_end) VALUES (:inv::VARCHAR, :zero::INTEGER, :line::VARCHAR, :seats::BIGINT, :price::BIGINT, :due_now::BIGINT, :period_start::DATE, :period_end::DATE);
-UPDATE plan SET pending_invoice_id=:inv::VARCHAR, pending_seats=:seats::BIGINT, updated_at=:now::TIMESTAMP WITH TIME ZONE WHERE plan.account_id = :a::VARCHAR;
-INSERT INTO charge_attempt (invoice_id, number, operation, gateway_key, payment_method, amount, currency, created_by, at, sent_at) VALUES (:inv::VARCHAR, :one::INTEGER, :charge_op::VARCHAR, :inv::VARCHAR, :payment_method::VARCHAR, :due_now::BIGINT, :currency::VARCHAR, :primary_actor::VARCHAR, :now::TIMESTAMP WITH TIME ZONE, :now::TIMESTAMP WITH TIME ZONE);
+WITH written_invoice AS (INSERT INTO invoice (id, account_id, kind, status, currency, total, seats, period_start, period_end, payment_method, request_key, request_fingerprint, billing_cycle, created_by, created_at) VALUES (:inv::VARCHAR, :a::VARCHAR, :purchase_kind::VARCHAR, :pending::VARCHAR, :currency::VARCHAR, :due_now::BIGINT, :seats::BIGINT, :period_start::DATE, :period_end::DATE, :payment_method::VARCHAR, :key::VARCHAR, :fingerprint::VARCHAR, :cycle::VARCHAR, :primary_actor::VARCHAR, :now::TIMESTAMP WITH TIME ZONE) ON CONFLICT (request_key) DO NOTHING RETURNING invoice.id), written_line AS (INSERT INTO invoice_line (invoice_id, position, description, quantity, unit_price, amount, period_start, period_end) SELECT written_invoice.id AS id, :zero::INTEGER AS anon_1, :line::VARCHAR AS anon_2, :seats::BIGINT AS anon_3, :price::BIGINT AS anon_4, :due_now::BIGINT AS anon_5, :period_start::DATE AS anon_6, :period_end::DATE AS anon_7 FROM written_invoice), noted_plan AS (UPDATE plan SET pending_invoice_id=:inv::VARCHAR, pending_seats=:seats::BIGINT, updated_at=:now::TIMESTAMP WITH TIME ZONE WHERE plan.account_id = :a::VARCHAR AND (EXISTS (SELECT written_invoice.id FROM written_invoice))), first_attempt AS (INSERT INTO charge_attempt (invoice_id, number, operation, gateway_key, payment_method, amount, currency, created_by, at, sent_at) SELECT written_invoice.id AS id, :one::INTEGER AS anon_8, :charge_op::VARCHAR AS anon_9, :inv::VARCHAR AS anon_10, :payment_method::VARCHAR AS anon_11, :due_now::BIGINT AS anon_12, :currency::VARCHAR AS anon_13, :primary_actor::VARCHAR AS anon_14, :now::TIMESTAMP WITH TIME ZONE AS anon_15, :now::TIMESTAMP WITH TIME ZONE AS anon_16 FROM written_invoice) SELECT EXISTS (SELECT written_invoice.id FROM written_invoice) AS written;
 COMMIT;
 BEGIN;
 SELECT invoice.id, plan.account_id, plan.status, plan.seats, plan.pending_invoice_id FROM invoice JOIN plan ON plan.account_id = invoice.account_id WHERE invoice.id IN (:inv::VARCHAR) ORDER BY plan.account_id FOR UPDATE OF plan;

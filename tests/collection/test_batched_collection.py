@@ -44,8 +44,7 @@ async def test_a_purchase_commits_its_invoice_and_first_attempt_together(
     engine = app.state.db.engine.sync_engine
 
     def on_execute(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        # "INSERT INTO invoice", "SELECT ...", "UPDATE plan": what and where.
-        statements.append(" ".join(statement.replace("(", " ").split()[:3]).upper())
+        statements.append(" ".join(statement.split()))
 
     def on_commit(_c: Any) -> None:
         statements.append("COMMIT")
@@ -59,9 +58,10 @@ async def test_a_purchase_commits_its_invoice_and_first_attempt_together(
         event.remove(engine, "commit", on_commit)
     assert r.status_code == 201, r.text
 
-    made = statements.index("INSERT INTO INVOICE")
-    claimed = statements.index("INSERT INTO CHARGE_ATTEMPT")
-    assert made < claimed
+    # One statement writes both on PostgreSQL, two on SQLite: either way, one commit.
+    made = next(i for i, s in enumerate(statements) if "INSERT INTO invoice " in s)
+    claimed = next(i for i, s in enumerate(statements) if "INSERT INTO charge_attempt " in s)
+    assert made <= claimed
     assert "COMMIT" not in statements[made:claimed], statements[made : claimed + 1]
     tries = await sql(
         "SELECT a.number, a.gateway_key, o.outcome FROM charge_attempt a "
