@@ -77,6 +77,13 @@ function request()
     local a = data.acc[math.random(#data.acc)]
     local path = prefix .. a.id .. "/conversations/agents/" .. math.random(data.users)
     return wrk.format("GET", path, bearer(a.tokens[math.random(#a.tokens)]))
+  elseif mode == "hot_warm" then
+    -- The inbox's page loads of 500 signed-in users, each asking of itself: a working set
+    -- that each worker's cache holds (100 accounts x their 5 users with tokens).
+    local a = data.acc[math.random(math.min(100, #data.acc))]
+    local i = math.random(#a.tokens)
+    local path = prefix .. a.id .. "/conversations/agents/" .. data.token_users[i]
+    return wrk.format("GET", path, bearer(a.tokens[i]))
   elseif mode == "hot_big" or mode == "hot_small" then
     local a = (mode == "hot_big") and data.big or data.small
     local path = prefix .. a.id .. "/conversations/agents/" .. math.random(a.users)

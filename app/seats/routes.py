@@ -141,7 +141,12 @@ async def list_users(
 async def check_agent(
     account_id: AccountIdPath, user_id: UserIdPath, reader: ReaderDep
 ) -> Response:
-    """Is this user an agent with access now? The inbox asks on every page load."""
+    """Is this user an agent with access now? The inbox asks on every page load.
+
+    On PostgreSQL each worker answers from its cache of recent answers, which the database's
+    notification of any change to access clears on every worker within milliseconds (100 ms
+    at most, while the worker listens): just after a change, a check may still see the old
+    answer for that long. A trial ends exactly at its end."""
     # The hot path: one dependency and no exit (the service checks out and returns its one
     # connection itself), and the body's bytes directly, not a second pass through the
     # response model (which stays declared, for the schema).
