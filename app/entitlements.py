@@ -121,6 +121,10 @@ class EntitlementCache:
         if account_id == EVERYTHING:
             self.flush()
             return
+        if len(self._generations) >= self.max_entries and account_id not in self._generations:
+            # One number per account changed since the last flush: bounded by a flush, which
+            # is as safe (every read in flight is refused) and costs one refill.
+            self.flush()
         self._generations[account_id] = self._generations.get(account_id, 0) + 1
         entries = self._accounts.pop(account_id, None)
         if entries is not None:

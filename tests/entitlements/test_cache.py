@@ -116,6 +116,18 @@ def test_the_oldest_account_goes_when_the_cache_is_full() -> None:
     ]
 
 
+def test_what_it_remembers_of_changes_is_bounded_too() -> None:
+    cache, _ = listening_cache(max_entries=3)
+    cache.put("a0", "bob", "a0", cache.token("a0"))
+    in_flight = cache.token("a1")
+    for account in ("a1", "a2", "a3"):
+        cache.invalidate(account)
+    cache.invalidate("a4")  # a fourth account changed: everything goes, as in a flush
+    assert cache.get("a0", "bob") is None and len(cache) == 0
+    cache.put("a1", "bob", "stale", in_flight)  # a read from before is still refused
+    assert cache.get("a1", "bob") is None
+
+
 def test_the_listener_connects_with_the_services_own_url() -> None:
     url = "postgresql+asyncpg://seats:s%40cret@db.internal:5433/seats?ssl=require"
     assert listener_dsn(url) == "postgresql://seats:s%40cret@db.internal:5433/seats?ssl=require"
