@@ -24,13 +24,13 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	scripts/dev-run
 
-# Full check: lint, type-check, then the test suite on SQLite and on PostgreSQL.
+# Full check: lint, type-check, then the test suite on SQLite and on PostgreSQL at the same
+# time (scripts/test-both: a log per half under var/test-logs/, each printed whole when done).
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy app
-	$(MAKE) test-sqlite
-	$(MAKE) test-postgres
+	MAKE='$(MAKE)' scripts/test-both
 
 # Test suite on SQLite (ignores any TEST_DATABASE_URL in the environment).
 test-sqlite: $(VENV)/.installed-dev
