@@ -51,6 +51,8 @@ ROWS = [
     for conns in (32, 4)
     for target in ("service", "raw", "pgbench")
 ] + [
+    ("hot_warm", "service", "GET agents/{me} 500 keys", 32),
+    ("hot_warm", "raw", "GET agents/{me} 500 keys", 32),
     ("quote", "service", "POST quotes", 32),
     ("quote", "raw", "POST quotes", 32),
     ("quote", "pgbench", "POST quotes", 32),
@@ -63,6 +65,8 @@ ROWS = [
     ("scale", "service", "PUT+DELETE 10k-agent", 4),
     ("scale", "service", "GET agents first page", 4),
     ("scale", "service", "GET agents 200 deep", 4),
+    ("scale", "cached", "GET agents/{u} 10-agent", 4),
+    ("scale", "cached", "GET agents/{u} 10k-agent", 4),
 ]
 
 
