@@ -166,27 +166,37 @@ async def claim_head(
 ) -> tuple[WebhookEndpoint, WebhookDelivery] | None:
     """The enabled endpoint, locked for this worker, and its oldest pending delivery.
 
-    None if another worker holds the endpoint, or it has nothing pending. FOR NO KEY UPDATE,
-    not FOR UPDATE: the outbox's inserts take a KEY SHARE lock on the endpoint row (the
-    foreign key), and must not wait for a send in flight to finish. The delivery row is locked
-    too: a statement whose snapshot predates another worker's commit re-checks only the rows
-    it locks, so without it a delivery just recorded as delivered could be sent again.
+    None if another worker holds the endpoint, or it has nothing pending. Two statements, the
+    endpoint first: one statement that locked both rows with SKIP LOCKED could pass over the
+    head while another worker still held the endpoint, find the endpoint free a row later,
+    and send a later event first. Once this worker holds the endpoint, no other sends to it,
+    and the head is read in a snapshot that sees every earlier send's commit.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: the outbox's inserts take a KEY SHARE lock on the
+    endpoint row (the foreign key), and must not wait for a send in flight to finish. The
+    delivery row is locked too, so that a delivery another transaction is changing (one being
+    deleted with its endpoint) is read as it ends up.
     """
-    stmt = (
-        select(WebhookEndpoint, WebhookDelivery)
-        .join(WebhookDelivery, WebhookDelivery.endpoint_id == WebhookEndpoint.id)
+    endpoint = await session.scalar(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.disabled.is_(False))
+        .with_for_update(skip_locked=True, key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    if endpoint is None:
+        return None
+    head = await session.scalar(
+        select(WebhookDelivery)
         .where(
-            WebhookEndpoint.id == endpoint_id,
-            WebhookEndpoint.disabled.is_(False),
+            WebhookDelivery.endpoint_id == endpoint_id,
             WebhookDelivery.status == DeliveryStatus.PENDING,
         )
         .order_by(WebhookDelivery.id)
         .limit(1)
-        .with_for_update(of=(WebhookEndpoint, WebhookDelivery), skip_locked=True, key_share=True)
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
-    row = (await session.execute(stmt)).first()
-    return None if row is None else (row[0], row[1])
+    return None if head is None else (endpoint, head)
 
 
 async def head_delivery(session: AsyncSession, endpoint_id: str) -> WebhookDelivery | None:

@@ -9,16 +9,23 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 
-from tests.conftest import NOW, Api, postgres_only
+from app.webhooks import repository
+from tests.conftest import NOW, PG_URL, Api, postgres_only
 from tests.live import free_port
 from tests.webhooks.conftest import WorkerProcess, create_endpoint, until_attempts
 from tests.webhooks.helpers import make_events
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.server
+
+
+def raw_pg_dsn() -> str:
+    assert PG_URL
+    return PG_URL.replace("+asyncpg", "")
 
 
 @pytest.fixture
@@ -151,3 +158,36 @@ async def until_metric(port: int, line: str, timeout: float = 15) -> str:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{line!r} not in /metrics:\n{text}")
             await asyncio.sleep(0.2)
+
+
+@postgres_only
+async def test_a_claim_never_skips_the_head_of_an_endpoints_queue(
+    api: Api, receiver: Receiver, app: Any, sql: Any
+) -> None:
+    """The claim locks the endpoint, then reads its oldest pending delivery: it never passes
+    over a delivery it could not lock to send a later one (a worker that did so sent events out
+    of order, seen under load with two worker processes)."""
+    endpoint = await create_endpoint(api, receiver.url("/q"))
+    await make_events(api, 3)
+    rows = await sql(
+        "SELECT id FROM webhook_delivery WHERE endpoint_id = :e ORDER BY id", e=endpoint["id"]
+    )
+    head, second = rows[0][0], rows[1][0]
+    blocker = await asyncpg.connect(raw_pg_dsn())
+    try:
+        # Another transaction holds the head's row (not the endpoint's) for a moment.
+        await blocker.execute("BEGIN")
+        await blocker.execute("SELECT 1 FROM webhook_delivery WHERE id = $1 FOR UPDATE", head)
+
+        async def claim() -> Any:
+            async with app.state.db.transaction() as session:
+                claimed = await repository.claim_head(session, endpoint["id"])
+                return None if claimed is None else claimed[1].id
+
+        task = asyncio.create_task(claim())
+        await asyncio.sleep(0.3)
+        await blocker.execute("COMMIT")
+        claimed = await asyncio.wait_for(task, 10)
+    finally:
+        await blocker.close()
+    assert claimed in (head, None), f"claimed {claimed} ({second} is second) over the head {head}"
