@@ -162,6 +162,12 @@ class Database:
         async with self.sessionmaker() as session, session.begin():
             yield session
 
+    def read_session(self) -> AsyncSession:
+        """A session for reads of one statement each, with ORM rows: on PostgreSQL outside any
+        transaction (no BEGIN, no COMMIT); SQLite's connections still take theirs. Never for
+        writes, nor for reads that must agree with each other under a lock."""
+        return AsyncSession(self.reads, expire_on_commit=False)
+
     async def read_one(self, read: PreparedRead, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row of a one-statement read, or None, outside any transaction."""
         if self.is_sqlite:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -16,7 +15,6 @@ from app.collection.service import Collector
 from app.config import Settings
 from app.db import Database
 from app.directory import repository as directory
-from app.entitlements import EntitlementCache
 from app.errors import ServiceTokenRequired
 from app.idempotency import IdempotencyStore, IdempotentRequest, make_request
 from app.payments.gateway import Gateway
@@ -94,30 +92,6 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-@dataclass(frozen=True, slots=True)
-class Reader:
-    """What a one-statement read needs: the token's principal, the database, the clock, and
-    the worker's cache of agent checks."""
-
-    principal: Principal
-    db: Database
-    clock: Clock
-    cache: EntitlementCache
-
-
-async def get_reader(
-    request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
-) -> Reader:
-    """``get_principal``, ``get_db`` and ``get_clock`` solved as one dependency: on the hot
-    read FastAPI's solving costs per dependency more than building the answer does."""
-    state = request.app.state
-    verifier: TokenVerifier = state.verifier
-    return Reader(verifier.verify(authorization), state.db, state.clock, state.entitlements)
-
-
-ReaderDep = Annotated[Reader, Depends(get_reader)]
 
 
 async def require_service(principal: PrincipalDep) -> Principal:

@@ -54,7 +54,7 @@ from app.purchases import repository
 from app.seats import repository as seats
 from app.seats import rules
 from app.seats.schemas import PurchaseIn, PurchaseOut
-from app.seats.service import load, plan_state, price_purchase, read_session, summary
+from app.seats.service import load, plan_state, price_purchase, summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ async def answer(
     if invoice.status is InvoiceStatus.PAID:
         # Reads only, each one statement: outside a transaction on PostgreSQL. The invoice
         # is as its settlement left it; its lines never change once written (R11).
-        async with read_session(deps.db) as session:
+        async with deps.db.read_session() as session:
             now = await deps.clock.now(session)
             plan, account = await load(session, account_id, lock=False)
             if lines is None:

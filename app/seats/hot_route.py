@@ -10,8 +10,9 @@ This ASGI layer answers exactly that request itself, and lets everything else th
 
 * only ``GET`` on a path whose two ids match the ids' pattern; any other request, or one whose
   ids would fail validation, goes on to FastAPI, which answers it as before (``422``...);
-* the same token verifier, the same service function (``service.check_agent``: scope,
-  authorization, rules, cache), the same problem+json for every error it raises
+* the same token verifier and service function (``answer``, which the FastAPI route calls
+  too; ``service.check_agent``: scope, authorization, rules, cache), the same problem+json
+  for every error it raises
   (``problems.error_response``), and an unexpected error goes up to ``ServiceMiddleware`` as
   FastAPI's would;
 * the same bytes and headers as the FastAPI route, which stays declared for the OpenAPI and
@@ -27,12 +28,14 @@ import re
 from collections.abc import Sequence
 
 from fastapi.routing import APIRoute
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import ID_PATTERN, TokenVerifier
 from app.errors import AppError
 from app.problems import error_response
 from app.seats import service
+from app.seats.schemas import AgentCheck
 
 _ID = ID_PATTERN.removeprefix("^").removesuffix("$")
 _PATH = re.compile(rf"/v1/accounts/({_ID})/conversations/agents/({_ID})")
@@ -54,8 +57,6 @@ class AgentCheckRoute:
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route
-        state = scope["app"].state
-        verifier: TokenVerifier = state.verifier
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -63,10 +64,7 @@ class AgentCheckRoute:
                 break
         account_id, user_id = match.groups()
         try:
-            principal = verifier.verify(authorization)
-            check = await service.check_agent(
-                state.db, state.clock, state.entitlements, principal, account_id, user_id
-            )
+            check = await answer(scope["app"].state, authorization, account_id, user_id)
         except AppError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -79,6 +77,18 @@ class AgentCheckRoute:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def answer(
+    state: State, authorization: str | None, account_id: str, user_id: str
+) -> AgentCheck:
+    """The agent check for the token of ``authorization``: what this layer and the FastAPI
+    route behind it both answer, from the app's verifier, database, clock and cache."""
+    verifier: TokenVerifier = state.verifier
+    principal = verifier.verify(authorization)
+    return await service.check_agent(
+        state.db, state.clock, state.entitlements, principal, account_id, user_id
+    )
 
 
 def agent_check_route(routes: Sequence[object]) -> APIRoute:

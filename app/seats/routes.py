@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
@@ -18,7 +18,6 @@ from app.deps import (
     IdempotentRequestDep,
     NowDep,
     PrincipalDep,
-    ReaderDep,
     SessionDep,
     SettingsDep,
     UserIdPath,
@@ -26,7 +25,7 @@ from app.deps import (
 from app.openapi_errors import problems
 from app.pagination import CursorQuery, LimitQuery, Page
 from app.retry import RetryOnConflictRoute
-from app.seats import service
+from app.seats import hot_route, service
 from app.seats.schemas import (
     MAX_SEATS,
     AccountUser,
@@ -139,7 +138,10 @@ async def list_users(
 
 
 async def check_agent(
-    account_id: AccountIdPath, user_id: UserIdPath, reader: ReaderDep
+    account_id: AccountIdPath,
+    user_id: UserIdPath,
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Is this user an agent with access now? The inbox asks on every page load.
 
@@ -147,12 +149,10 @@ async def check_agent(
     notification of any change to access clears on every worker within milliseconds (100 ms
     at most, while the worker listens): just after a change, a check may still see the old
     answer for that long. A trial ends exactly at its end."""
-    # The hot path: one dependency and no exit (the service checks out and returns its one
-    # connection itself), and the body's bytes directly, not a second pass through the
-    # response model (which stays declared, for the schema).
-    check = await service.check_agent(
-        reader.db, reader.clock, reader.cache, reader.principal, account_id, user_id
-    )
+    # Served by app/seats/hot_route.py ahead of the router; this route answers what that layer
+    # passes on (ids FastAPI must refuse, a root path) and documents the operation. The body's
+    # bytes directly: the response model stays declared, for the schema.
+    check = await hot_route.answer(request.app.state, authorization, account_id, user_id)
     return Response(check.json_bytes(), media_type="application/json")
 
 

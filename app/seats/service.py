@@ -148,13 +148,6 @@ def price_purchase(
     )
 
 
-def read_session(db: Database) -> AsyncSession:
-    """A session for reads of one statement each, with ORM rows: on PostgreSQL outside any
-    transaction (no BEGIN, no COMMIT); SQLite's connections still take theirs. Never for
-    writes, nor for reads that must agree with each other under a lock."""
-    return AsyncSession(db.reads, expire_on_commit=False)
-
-
 def touch(plan: Plan, now: datetime) -> None:
     plan.updated_at = now
 
@@ -228,7 +221,7 @@ async def preview_quote(
     One read, outside a transaction on PostgreSQL: nothing is locked nor written, as for the
     quote itself (``create_quote`` reads without a lock too)."""
     caller.require_admin_or_service()
-    async with read_session(db) as session:
+    async with db.read_session() as session:
         now = await clock.now(session)
         plan, account = await load(session, caller.account_id, lock=False)
     return price_quote(plan, account, seats, now, settings)

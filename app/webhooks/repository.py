@@ -11,6 +11,7 @@ from sqlalchemy import (
     Connection,
     FromClause,
     Insert,
+    Select,
     Text,
     and_,
     bindparam,
@@ -185,7 +186,12 @@ async def claim_head(
     )
     if endpoint is None:
         return None
-    head = await session.scalar(
+    head = await session.scalar(_head(endpoint_id).with_for_update(key_share=True))
+    return None if head is None else (endpoint, head)
+
+
+def _head(endpoint_id: str) -> Select[WebhookDelivery]:
+    return (
         select(WebhookDelivery)
         .where(
             WebhookDelivery.endpoint_id == endpoint_id,
@@ -193,25 +199,13 @@ async def claim_head(
         )
         .order_by(WebhookDelivery.id)
         .limit(1)
-        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
-    return None if head is None else (endpoint, head)
 
 
 async def head_delivery(session: AsyncSession, endpoint_id: str) -> WebhookDelivery | None:
     """The endpoint's oldest pending delivery."""
-    stmt = (
-        select(WebhookDelivery)
-        .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-        )
-        .order_by(WebhookDelivery.id)
-        .limit(1)
-        .execution_options(populate_existing=True)
-    )
-    return await session.scalar(stmt)
+    return await session.scalar(_head(endpoint_id))
 
 
 async def queue_stats(session: AsyncSession) -> tuple[int, datetime | None]:
