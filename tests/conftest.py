@@ -58,6 +58,14 @@ END
 $$
 """
 
+
+def pg_dsn() -> str:
+    """The test database's URL as the plain DSN asyncpg connects to (tests that hold locks or
+    kill sessions beside the app)."""
+    assert PG_URL
+    return PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+
 postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="needs PostgreSQL (TEST_DATABASE_URL)")
 
 

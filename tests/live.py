@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,8 +14,9 @@ from types import TracebackType
 from typing import IO
 
 import httpx
+import pytest
 
-from tests.conftest import ON_POSTGRES, SECRET, restore_sqlite
+from tests.conftest import NOW, ON_POSTGRES, SECRET, Api, restore_sqlite
 
 
 def free_port() -> int:
@@ -140,3 +142,32 @@ def on_clean_database(server: LiveServer, template: str) -> LiveServer:
     if not server.running():
         server.start()
     return server
+
+
+def crash_env(payments_url: str) -> dict[str, str]:
+    """Settings of a server a test crashes and then retries against: the real payments server,
+    and a key lock and an attempt's lease (wall clock) short enough for the retry to take
+    over from the dead process."""
+    return {
+        "SEATS_PAYMENTS_GATEWAY": "http",
+        "SEATS_PAYMENTS_URL": payments_url,
+        "SEATS_IDEMPOTENCY_LOCK_SECONDS": "0.5",
+        "SEATS_COLLECTION_LEASE_SECONDS": "0.5",
+    }
+
+
+async def buy_until_killed(
+    database_url: str, fault_point: str, env: dict[str, str], key: str
+) -> None:
+    """acme (alice its primary admin, bob an admin) buys 5 seats with ``key`` on a server that
+    kills itself at ``fault_point`` during the purchase (SIGKILL: nothing runs after it)."""
+    with LiveServer(database_url, workers=1, SEATS_FAULT_POINT=fault_point, **env) as dying:
+        async with httpx.AsyncClient(base_url=dying.url, timeout=10) as client:
+            api = Api(client)
+            await api.set_clock(NOW)
+            assert (await api.put_account("acme")).status_code == 201
+            for user_id, role in (("alice", "primary_admin"), ("bob", "admin")):
+                assert (await api.put_user("acme", user_id, role)).status_code == 201
+            with pytest.raises(httpx.TransportError):
+                await api.buy(5, key=key)
+        assert dying.wait_exit() == -signal.SIGKILL  # killed at the fault point

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,8 +30,8 @@ from bench.billing_fixture import (
     set_test_clock,
 )
 from tests.billing_run.conftest import assert_ran_clean
-from tests.conftest import NOW, PG_URL, Api, postgres_only
-from tests.live import LiveServer, free_port
+from tests.conftest import PG_URL, Api, postgres_only
+from tests.live import LiveServer, buy_until_killed, crash_env, free_port
 from tests.payments_server import PaymentsServer
 from tests.races.conftest import assert_invariants
 
@@ -83,22 +82,9 @@ async def test_a_crash_between_the_purchase_commit_and_its_call_leaves_the_claim
     """Killed after the invoice and its attempt commit, before the gateway is called: the
     attempt is on record without an outcome (never an invoice without its claim), nothing was
     charged, and a retry with the same key, once the lease has passed, charges once."""
-    env = {
-        "SEATS_PAYMENTS_GATEWAY": "http",
-        "SEATS_PAYMENTS_URL": payments.url,
-        "SEATS_IDEMPOTENCY_LOCK_SECONDS": "0.5",
-        "SEATS_COLLECTION_LEASE_SECONDS": "0.5",
-    }
+    env = crash_env(payments.url)
     key = uuid.uuid4().hex
-    with LiveServer(database_url, workers=1, SEATS_FAULT_POINT="before_charge", **env) as dying:
-        async with httpx.AsyncClient(base_url=dying.url, timeout=10) as client:
-            api = Api(client)
-            await api.set_clock(NOW)
-            assert (await api.put_account("acme")).status_code == 201
-            assert (await api.put_user("acme", "alice", "primary_admin")).status_code == 201
-            with pytest.raises(httpx.TransportError):
-                await api.buy(5, key=key)
-        assert dying.wait_exit() == -signal.SIGKILL
+    await buy_until_killed(database_url, "before_charge", env, key)
 
     [(invoice_id, status)] = await sql("SELECT id, status FROM invoice")
     assert status == "pending"

@@ -19,6 +19,7 @@ import pytest
 
 from app.seats import repository
 from tests.conftest import Api, postgres_only
+from tests.entitlements.helpers import unannounced
 
 pytestmark = postgres_only
 
@@ -73,11 +74,6 @@ async def until(condition: Callable[[], bool]) -> None:
     while not condition():
         assert loop.time() < deadline, "the cache never heard of the change"
         await asyncio.sleep(0.002)
-
-
-async def unannounced(sql: Any, statement: str) -> None:
-    """Change the database without a word to the caches (superuser only: no trigger fires)."""
-    await sql(f"DO $$BEGIN SET LOCAL session_replication_role = replica; {statement}; END$$")
 
 
 async def test_an_answer_is_served_from_the_cache_until_a_change_is_announced(

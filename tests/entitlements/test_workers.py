@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import NOW, Api, make_settings, postgres_only, user_token
+from tests.entitlements.helpers import unannounced
 from tests.live import LiveServer
 from tests.races.conftest import assert_invariants
 
@@ -113,10 +114,6 @@ async def pinned(server: LiveServer, database_url: str) -> AsyncIterator[tuple[A
 
 async def answers(clients: list[Pinned]) -> set[tuple[bool, bool]]:
     return {await pinned.check() for pinned in clients}
-
-
-async def unannounced(sql: Any, statement: str) -> None:
-    await sql(f"DO $$BEGIN SET LOCAL session_replication_role = replica; {statement}; END$$")
 
 
 async def settle() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import signal
 import subprocess
 import time
 import uuid
@@ -20,8 +19,8 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import NOW, PG_URL, Api, problem
-from tests.live import LiveServer
+from tests.conftest import NOW, PG_URL, Api, pg_dsn, problem
+from tests.live import LiveServer, buy_until_killed, crash_env
 from tests.payments_server import PaymentsServer
 from tests.races.conftest import assert_invariants
 
@@ -49,22 +48,9 @@ async def test_r6_crash_between_charge_and_commit_charges_once(
     payments: PaymentsServer,
     sql: Callable[..., Any],
 ) -> None:
-    env = {
-        "SEATS_PAYMENTS_GATEWAY": "http",
-        "SEATS_PAYMENTS_URL": payments.url,
-        "SEATS_IDEMPOTENCY_LOCK_SECONDS": "0.5",
-        # The dead process's attempt is presumed dead after this long (wall clock).
-        "SEATS_COLLECTION_LEASE_SECONDS": "0.5",
-    }
+    env = crash_env(payments.url)
     key = uuid.uuid4().hex
-    crashing = LiveServer(database_url, workers=1, SEATS_FAULT_POINT="after_charge", **env)
-    with crashing:
-        async with httpx.AsyncClient(base_url=crashing.url, timeout=10) as client:
-            api = Api(client)
-            await seed(api)
-            with pytest.raises(httpx.TransportError):
-                await api.buy(5, key=key)
-        assert crashing.wait_exit() == -signal.SIGKILL  # killed at the fault point
+    await buy_until_killed(database_url, "after_charge", env, key)
 
     [(invoice_id, status)] = await sql("SELECT id, status FROM invoice")
     assert status == "pending"
@@ -112,17 +98,12 @@ async def live_api(database_url: str) -> AsyncIterator[Api]:
         print(server.stderr_text()[-6000:], file=sys.stderr)
 
 
-def raw_dsn() -> str:
-    assert PG_URL
-    return PG_URL.replace("postgresql+asyncpg://", "postgresql://")
-
-
 async def test_terminated_connection_while_the_plan_is_locked_fails_cleanly(
     live_api: Api, settings: Settings, sql: Callable[..., Any]
 ) -> None:
     assert (await live_api.start_trial()).status_code == 201
     await live_api.add_users(1)
-    blocker = await asyncpg.connect(raw_dsn())
+    blocker = await asyncpg.connect(pg_dsn())
     try:
         tx = blocker.transaction()
         await tx.start()
@@ -228,7 +209,7 @@ async def test_hot_read_on_a_killed_connection_is_503_then_recovers(live_api: Ap
     # Both workers hold pooled read connections.
     for user, response in await asyncio.gather(*(check() for _ in range(20))):
         assert response.json() == ok(user)
-    killer = await asyncpg.connect(raw_dsn())
+    killer = await asyncpg.connect(pg_dsn())
     try:
         killed = await killer.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "

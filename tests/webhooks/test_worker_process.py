@@ -14,18 +14,13 @@ import httpx
 import pytest
 
 from app.webhooks import repository
-from tests.conftest import NOW, PG_URL, Api, postgres_only
+from tests.conftest import NOW, Api, pg_dsn, postgres_only
 from tests.live import free_port
 from tests.webhooks.conftest import WorkerProcess, create_endpoint, until_attempts
 from tests.webhooks.helpers import make_events
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.server
-
-
-def raw_pg_dsn() -> str:
-    assert PG_URL
-    return PG_URL.replace("+asyncpg", "")
 
 
 @pytest.fixture
@@ -173,7 +168,7 @@ async def test_a_claim_never_skips_the_head_of_an_endpoints_queue(
         "SELECT id FROM webhook_delivery WHERE endpoint_id = :e ORDER BY id", e=endpoint["id"]
     )
     head, second = rows[0][0], rows[1][0]
-    blocker = await asyncpg.connect(raw_pg_dsn())
+    blocker = await asyncpg.connect(pg_dsn())
     try:
         # Another transaction holds the head's row (not the endpoint's) for a moment.
         await blocker.execute("BEGIN")
