@@ -33,6 +33,23 @@ PG_URL = os.environ.get("TEST_DATABASE_URL")
 ON_POSTGRES = bool(PG_URL)
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
+
+class FixedClock:
+    """A system clock stopped at ``now`` (``stored = False``: nothing is read for it), for
+    tests that must not read the stored test clock and must not depend on the calendar."""
+
+    stored = False
+
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    async def now(self, session: Any) -> datetime:
+        return self.current
+
+    def now_from(self, stored_now: datetime | None) -> datetime:
+        return self.current
+
+
 # Empties every table of the schema (the migrations' bookkeeping aside) and restarts its
 # sequences, in one round trip. DELETE rather than TRUNCATE: on tables this small TRUNCATE's
 # new files cost ~10x more per test. ``session_replication_role = replica`` skips the triggers

@@ -11,23 +11,9 @@ from app.auth import Principal
 from app.entitlements import EntitlementCache
 from app.seats import service
 from app.seats.repository import AgentCheckRow
+from tests.conftest import FixedClock
 
 ENDS = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
-
-
-class FixedClock:
-    """A system clock stopped at ``now`` (``stored = False``: nothing is read for it)."""
-
-    stored = False
-
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    async def now(self, session: Any) -> datetime:
-        return self.current
-
-    def now_from(self, stored_now: datetime | None) -> datetime:
-        return self.current
 
 
 class NoDatabase:

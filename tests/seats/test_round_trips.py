@@ -2,8 +2,9 @@
 the plan's lock with the caller's role, the write, COMMIT), webhooks included.
 
 Counted on the app's own engine, as the driver sends them: every statement, and every BEGIN,
-COMMIT and ROLLBACK. The service clock is the system one for the counted requests: the test
-clock is a table, one more read that production does not make.
+COMMIT and ROLLBACK. The counted requests use a clock that reads nothing, as the system clock,
+stopped at the fixture's time: the test clock is a table, one more read that production does
+not make, and the wall clock's date would end the fixture's trial.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from app.clock import SystemClock
-from tests.conftest import Api, postgres_only
+from tests.conftest import NOW, Api, FixedClock, postgres_only
 from tests.webhooks.conftest import create_endpoint
 
 pytestmark = postgres_only
@@ -59,7 +59,9 @@ async def test_assign_and_unassign_take_at_most_4_round_trips(
     # An endpoint that wants the events: its deliveries must not cost a round trip either.
     await create_endpoint(api, "http://127.0.0.1:9/hook", event_types=["agent.assigned"])
     await create_endpoint(api, "http://127.0.0.1:9/all")
-    app.state.clock = SystemClock()
+    # A clock that reads nothing (as the system clock), stopped at the fixture's time: the
+    # counted requests must not depend on the calendar (the trial started at NOW ends).
+    app.state.clock = FixedClock(NOW)
     # Once first: a connection's first use of a statement also prepares it (asyncpg).
     assert (await api.assign("carol")).status_code == 201
     assert (await api.unassign("carol")).status_code == 204
