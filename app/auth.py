@@ -53,6 +53,19 @@ class Caller:
         """How the audit log names this caller."""
         return f"service:{self.subject}" if self.is_service else f"user:{self.subject}"
 
+    def as_of_lock(self, role: Role | None) -> Caller:
+        """The same caller with ``role``, its role as read after the plan's lock (R17).
+
+        The role a request saw before it waited for the lock may be stale: the platform may
+        have named another primary admin, or removed the user, meanwhile. A user no longer
+        in the directory is refused as any unknown user is.
+        """
+        if self.is_service:
+            return self
+        if role is None:
+            raise UnknownUser("The token's user is not a user of this account in the directory.")
+        return Caller(self.account_id, self.subject, role)
+
     def require_primary_admin(self) -> None:
         """R1: only the primary account admin buys, removes or starts the trial."""
         if self.role is not Role.PRIMARY_ADMIN:

@@ -54,7 +54,7 @@ from app.purchases import repository
 from app.seats import repository as seats
 from app.seats import rules
 from app.seats.schemas import PurchaseIn, PurchaseOut
-from app.seats.service import load, plan_state, price_purchase, summary
+from app.seats.service import load, load_as, plan_state, price_purchase, summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +159,10 @@ async def _prepare(
     """Step 1: the pending invoice of this request, made now or found from an earlier try;
     a new one with its first attempt claimed (committed together, §6)."""
     now = await deps.clock.now(session)
-    plan, account = await load(session, caller.account_id, lock=True)
+    plan, account, caller = await load_as(session, caller)
+    # Judged again under the lock (R17), even for a retry: a demoted admin's purchase that
+    # is still pending is completed by the billing run or the new primary admin's /pay.
+    caller.require_primary_admin()
     try:
         state = plan_state(plan).at(now)
         rules.check_purchase(state, body.seats)

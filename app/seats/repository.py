@@ -70,49 +70,67 @@ _ASSIGNMENT = cast(Table, Assignment.__table__)
 _EVENT = cast(Table, Event.__table__)
 
 
-def _lock_plan_as_statement() -> Select[Any]:
+# The caller's row is locked after the plan (FOR SHARE, the lock order of SPEC §7): the lock
+# makes PostgreSQL read the row as it is once the plan's lock is granted, not as it was when the
+# statement started waiting for it (a primary admin demoted meanwhile is one no more, R17), and
+# it holds off any role change until this transaction ends. The inner join is what allows the
+# lock (the nullable side of an outer join cannot be locked); a caller with no row in the
+# account (a service, a stranger) is looked up by ``_LOCK_PLAN_ALONE`` instead.
+CALLER_LOCK = "FOR SHARE OF caller"
+
+
+def _lock_plan_as_statement(*, as_caller: bool) -> Select[Any]:
     caller = _USER.alias("caller")
     plan = _PLAN.c
+    columns = [
+        plan.status,
+        plan.seats,
+        plan.assigned,
+        plan.trial_started_at,
+        plan.trial_ends_at,
+        plan.pending_seats,
+        plan.period_start,
+        plan.period_end,
+        plan.billing_cycle,
+    ]
+    where = plan.account_id == bindparam("account_id", type_=String)
+    if not as_caller:
+        return select(*columns).where(where).with_for_update(of=_PLAN)
     return (
-        select(
-            plan.status,
-            plan.seats,
-            plan.assigned,
-            plan.trial_started_at,
-            plan.trial_ends_at,
-            plan.pending_seats,
-            plan.period_start,
-            plan.period_end,
-            plan.billing_cycle,
-            caller.c.role,
-        )
+        select(*columns, caller.c.role)
         .select_from(
-            _PLAN.outerjoin(
+            _PLAN.join(
                 caller,
                 (caller.c.account_id == plan.account_id)
                 & (caller.c.id == bindparam("caller_id", type_=String)),
             )
         )
-        .where(plan.account_id == bindparam("account_id", type_=String))
-        # The plan only: the caller's row is read, not locked (and may be missing).
+        .where(where)
         .with_for_update(of=_PLAN)
+        .suffix_with(CALLER_LOCK, dialect="postgresql")
     )
 
 
-_LOCK_PLAN_AS = _lock_plan_as_statement()
+_LOCK_PLAN_AS = _lock_plan_as_statement(as_caller=True)
+_LOCK_PLAN_ALONE = _lock_plan_as_statement(as_caller=False)
 
 
 async def lock_plan_as(session: AsyncSession, account_id: str, caller_id: str) -> LockedPlan | None:
     """``lock_plan`` and the caller's role in one statement (None: no such plan).
 
-    The same first lock as ``lock_plan`` (SPEC §7). The role is read in the statement's
-    snapshot, which may predate the lock's wait; so is nothing else here: the rows a seat
-    write decides on are read by the write itself, after the lock (``assign_seat``).
+    The same first lock as ``lock_plan`` (SPEC §7). The role is the one of the moment the
+    plan's lock is granted (R17). The rows a seat write decides on are read by the write
+    itself, after the lock (``assign_seat``).
     """
     conn = await session.connection()
     params = {"account_id": account_id, "caller_id": caller_id}
     row = (await conn.execute(_LOCK_PLAN_AS, params)).first()
-    return None if row is None else LockedPlan(*row)
+    if row is not None:
+        return LockedPlan(*row)
+    # Not a user of the account, or no plan: the plan alone, and no role, whatever a user
+    # added since the first statement may have (it is refused either way).
+    row = (await conn.execute(_LOCK_PLAN_ALONE, params)).first()
+    return None if row is None else LockedPlan(*(*row, None))
 
 
 class SeatEvent(NamedTuple):
@@ -434,8 +452,27 @@ def _plan_and_account(lock: bool) -> Select[Plan, Account]:
     )
 
 
+def _plan_account_and_role() -> Select[Plan, Account, Role]:
+    caller = aliased(User, name="caller")
+    stmt = (
+        select(Plan, Account, caller.role)
+        .join(Account, Account.id == Plan.account_id)
+        .join(
+            caller,
+            (caller.account_id == Plan.account_id)
+            & (caller.id == bindparam("caller_id", type_=String)),
+        )
+        .where(Plan.account_id == bindparam("account_id", type_=String))
+    )
+    # As ``_LOCK_PLAN_AS``: the caller's row locked after the plan, read as it is then.
+    return stmt.with_for_update(of=Plan).suffix_with(
+        f"FOR KEY SHARE OF account {CALLER_LOCK}", dialect="postgresql"
+    )
+
+
 # Built once, as the hot read's: the quote and purchase paths run them on every request.
 _PLAN_AND_ACCOUNT = {lock: _plan_and_account(lock) for lock in (False, True)}
+_PLAN_ACCOUNT_AND_ROLE = _plan_account_and_role()
 
 
 async def plan_and_account(
@@ -446,6 +483,20 @@ async def plan_and_account(
     result = await session.execute(_PLAN_AND_ACCOUNT[lock], {"account_id": account_id})
     row = result.first()
     return None if row is None else (row[0], row[1])
+
+
+async def plan_account_and_role(
+    session: AsyncSession, account_id: str, caller_id: str
+) -> tuple[Plan, Account, Role | None] | None:
+    """The plan, locked, its account and the caller's role as of the lock (R17), in one
+    statement; None if the plan or the account is missing. The role is None when the caller
+    is not a user of the account."""
+    params = {"account_id": account_id, "caller_id": caller_id}
+    row = (await session.execute(_PLAN_ACCOUNT_AND_ROLE, params)).first()
+    if row is not None:
+        return row[0], row[1], Role(row[2])
+    found = await plan_and_account(session, account_id, lock=True)
+    return None if found is None else (*found, None)
 
 
 async def get_quote(session: AsyncSession, account_id: str, quote_id: str) -> Quote | None:

@@ -122,6 +122,17 @@ async def load(session: AsyncSession, account_id: str, *, lock: bool) -> tuple[P
     return found
 
 
+async def load_as(session: AsyncSession, caller: Caller) -> tuple[Plan, Account, Caller]:
+    """The account's plan, locked, the account, and the caller with its role read after that
+    lock, in one statement (R17): who may act is judged as of the change, not as of the
+    request's arrival."""
+    found = await repository.plan_account_and_role(session, caller.account_id, caller.subject)
+    if found is None:
+        raise NotFound("No such account.")
+    plan, account, role = found
+    return plan, account, caller.as_of_lock(role)
+
+
 async def lock_plan(session: AsyncSession, account_id: str) -> Plan:
     """The account's plan, locked; for the changes that do not need the account row."""
     plan = await repository.lock_plan(session, account_id)
@@ -164,8 +175,8 @@ async def start_trial(
     session: AsyncSession, caller: Caller, now: datetime, settings: Settings
 ) -> PlanSummary:
     """R3: the 20-seat trial, once per account."""
+    plan, account, caller = await load_as(session, caller)
     caller.require_primary_admin()
-    plan, account = await load(session, caller.account_id, lock=True)
     trial = rules.start_trial(
         plan_state(plan), now, seats=settings.trial_seats, days=settings.trial_days
     )
@@ -261,8 +272,8 @@ async def remove_seats(
     session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
 ) -> PlanSummary:
     """R4, R7: lower the total at once; only empty seats go, and nothing is refunded."""
+    plan, account, caller = await load_as(session, caller)
     caller.require_primary_admin()
-    plan, account = await load(session, caller.account_id, lock=True)
     rules.check_removal(plan_state(plan).at(now), seats)
     before = plan.seats
     plan.seats = seats
