@@ -16,6 +16,8 @@ from datetime import timedelta
 from alembic import command
 
 from app.config import Settings, get_settings
+from app.db import Database
+from app.directory.service import PricesMissing, check_prices_cover_accounts
 from app.roles import RoleError
 from app.schema import SchemaNotAtHead, alembic_config, check_schema_at_head
 
@@ -81,6 +83,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             sys.exit(f"seats serve: refusing to serve: {exc}")
     else:
         _migrate_or_exit(settings)
+    try:
+        asyncio.run(_check_prices(settings))
+    except PricesMissing as exc:
+        sys.exit(f"seats serve: refusing to serve: {exc}")
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker process counts its own requests; /metrics adds them up from here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="seats-metrics-")
@@ -103,6 +109,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
     )
+
+
+async def _check_prices(settings: Settings) -> None:
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        async with db.transaction() as session:
+            await check_prices_cover_accounts(session, settings)
+    finally:
+        await db.dispose()
 
 
 def _migrate_or_exit(settings: Settings) -> None:

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.billing.pricing import MAX_PRICE, MAX_SEATS
+
 MIN_SECRET_LENGTH = 32
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 _CURRENCY = re.compile(CURRENCY_PATTERN)
@@ -201,6 +203,14 @@ class Settings(BaseSettings):
             )
         if self.currency not in self.prices:
             self.prices = {**self.prices, self.currency: self.price_monthly}
+        # R18: refused at start rather than found by a renewal that cannot be invoiced.
+        too_large = sorted(code for code, price in self.prices.items() if price > MAX_PRICE)
+        if too_large:
+            raise ValueError(
+                f"SEATS_PRICES (or SEATS_PRICE_MONTHLY): the prices of {', '.join(too_large)} are "
+                f"above {MAX_PRICE}, the largest monthly price for which "
+                f"{MAX_SEATS:,} seats x 12 months fit a signed 64-bit integer"
+            )
         # One truth: code that still reads price_monthly gets the default currency's price.
         self.price_monthly = self.prices[self.currency]
 

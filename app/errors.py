@@ -214,6 +214,12 @@ class ValidationFailed(AppError):
     }
 
 
+class AmountOutOfRange(AppError):
+    """R18: an amount the ledger's columns (a signed 64-bit integer) cannot hold."""
+
+    status, code, title = 422, "amount_out_of_range", "The amount is too large for the ledger"
+
+
 class UnsupportedCurrency(AppError):
     """R13: the account's currency has no seat price configured (``SEATS_PRICES``)."""
 

@@ -16,6 +16,7 @@ from typing import Any
 from app.errors import (
     PROBLEM_JSON,
     AlreadySubscribed,
+    AmountOutOfRange,
     AppError,
     Conflict,
     CurrencyLocked,
@@ -81,7 +82,7 @@ KEYED: Errors = (InvalidIdempotencyKey, IdempotencyKeyInUse, IdempotencyKeyReuse
 INTERNAL: Errors = (ServiceTokenRequired,)
 
 OPERATION_ERRORS: dict[str, Errors] = {
-    "getPlan": (*USER, UnsupportedCurrency),
+    "getPlan": USER,
     "startTrial": (
         *USER,
         *KEYED,
@@ -90,8 +91,8 @@ OPERATION_ERRORS: dict[str, Errors] = {
         AlreadySubscribed,
         UnsupportedCurrency,
     ),
-    "createQuote": (*USER, *KEYED, NotAdmin, RenewalDue, UnsupportedCurrency),
-    "previewQuote": (*USER, NotAdmin, RenewalDue, UnsupportedCurrency),
+    "createQuote": (*USER, *KEYED, NotAdmin, RenewalDue, UnsupportedCurrency, AmountOutOfRange),
+    "previewQuote": (*USER, NotAdmin, RenewalDue, UnsupportedCurrency, AmountOutOfRange),
     "listUsers": (*USER, NotAdmin),
     "purchaseSeats": (
         *USER,
@@ -110,6 +111,7 @@ OPERATION_ERRORS: dict[str, Errors] = {
         PaymentUnavailable,
         PurchaseVoided,
         UnsupportedCurrency,
+        AmountOutOfRange,
     ),
     "removeSeats": (
         *USER,

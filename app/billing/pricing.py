@@ -7,6 +7,27 @@ from datetime import date
 
 from app.billing.periods import BillingCycle, Period, Renewal
 from app.billing.proration import Proration, prorate, proration_for, round_half_up
+from app.errors import AmountOutOfRange
+
+# R18: every amount fits the ledger's columns (a signed 64-bit integer, BIGINT). A seat total
+# is at most MAX_SEATS (an input bound, SPEC §4, not a cap) and a cycle at most 12 months, so
+# a monthly price of at most MAX_PRICE keeps every amount inside it: a whole cycle, a prorated
+# part of one (never more than the whole) and a line's unit price (price x months) alike.
+# Settings refuse a larger price at start; ``fits`` refuses any amount that would not fit
+# anyway, so a number the ledger cannot hold is never shown, stored nor charged.
+MAX_AMOUNT = 2**63 - 1
+MAX_SEATS = 1_000_000_000
+MAX_PRICE = MAX_AMOUNT // (MAX_SEATS * 12)
+
+
+def fits(*amounts: int) -> None:
+    """Refuse (``AmountOutOfRange``) amounts the ledger's columns cannot hold."""
+    for amount in amounts:
+        if not -MAX_AMOUNT <= amount <= MAX_AMOUNT:
+            raise AmountOutOfRange(
+                f"The amount {amount} does not fit the ledger (at most {MAX_AMOUNT} minor "
+                "units): the seat price or the total is too large."
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +54,19 @@ class PriceChange:
 
 def cycle_total(seats: int, unit_price: int, cycle: BillingCycle) -> int:
     """What ``seats`` seats cost for one whole billing cycle (a renewal's amount)."""
-    return seats * unit_price * cycle.months
+    total = seats * unit_price * cycle.months
+    fits(total)
+    return total
 
 
 def renewal_amount(seats: int, unit_price: int, cycle: BillingCycle, renewal: Renewal) -> int:
     """What a renewal bills (§3): the whole cycle, or for a bridge only the days from the old
     period's end, exactly what a purchase of those seats on that date would cost."""
-    return round_half_up(
+    amount = round_half_up(
         seats * unit_price * cycle.months * renewal.billed.days, renewal.period.days
     )
+    fits(amount, unit_price * cycle.months)
+    return amount
 
 
 def price_change(
@@ -62,7 +87,7 @@ def price_change(
     """
     proration = proration_for(period, today)
     charged = max(seats - paid_seats, 0)
-    return PriceChange(
+    change = PriceChange(
         current_seats=current_seats,
         seats=seats,
         unit_price=unit_price,
@@ -73,3 +98,5 @@ def price_change(
         charged_seats=charged,
         proration=proration,
     )
+    fits(change.monthly_total, change.due_now, unit_price * cycle.months)
+    return change

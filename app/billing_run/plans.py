@@ -6,7 +6,7 @@ a retry of the same run finds nothing left to do and changes nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, time
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -121,6 +121,36 @@ async def invoice_renewal(
     data["invoice_id"] = invoice.id
     await _renewed(session, plan, now, data)
     return True
+
+
+async def renewal_not_invoiced(
+    session: AsyncSession, plan: Plan, now: datetime, reason: str
+) -> bool:
+    """R18: the plan's period ended and its renewal cannot be invoiced (no price for its
+    currency, an amount the ledger cannot hold, a bug): it is past due, as after a declined
+    renewal (R9), so that its agents keep access through the dunning window counted from the
+    period's end (``unrenewed_since``) and then lose it. True if it became past due now."""
+    if plan.status != PlanStatus.ACTIVE:
+        return False
+    plan.status = PlanStatus.PAST_DUE
+    touch(plan, now)
+    await ledger.add_event(
+        session,
+        account_id=plan.account_id,
+        type="plan.past_due",
+        actor=SYSTEM,
+        at=now,
+        data={"invoice_id": None, "reason": reason, "period_end": plan.period_end},
+    )
+    return True
+
+
+def unrenewed_since(plan: Plan, now: datetime) -> datetime | None:
+    """When the plan's paid period ended, if it ended and no renewal has followed it (one that
+    could not be invoiced, R18); None otherwise."""
+    if plan.period_end is None or plan.period_end > now.date():
+        return None
+    return datetime.combine(plan.period_end, time(), UTC)
 
 
 async def _renewed(

@@ -118,6 +118,7 @@ async def _claimed_plans(
     *,
     prepare: Callable[[AsyncSession, list[str]], Awaitable[None]] | None = None,
     together: bool = False,
+    failed: Callable[[AsyncSession, str, Exception], Awaitable[None]] | None = None,
 ) -> None:
     """Run ``work`` on every plan matching ``where``: a batch claimed per transaction;
     ``add`` gets what each plan's work counted, once it is kept.
@@ -125,7 +126,8 @@ async def _claimed_plans(
     Plans another run holds are skipped (that run does them). With ``together`` a batch's
     work is written in one flush (multi-row inserts) in one savepoint; if that fails, and
     otherwise always, each plan's work runs in a savepoint of its own, so a failing one is
-    rolled back, named in the report, and the rest go on.
+    rolled back, named in the report, and the rest go on; ``failed`` then records what a
+    failure means for that plan, in a savepoint of its own too.
     """
     size = deps.settings.billing_batch_size
     after = ""
@@ -154,12 +156,29 @@ async def _claimed_plans(
                         n = await work(session, plan)
                 except Exception as exc:
                     _failed(report, job, account_id, exc)
+                    if failed is not None:
+                        await _after_failure(session, failed, account_id, exc, report, job)
                 else:
                     add(n)
                 _progress(report, job)
         if len(ids) < size:
             return
         after = ids[-1]
+
+
+async def _after_failure(
+    session: AsyncSession,
+    failed: Callable[[AsyncSession, str, Exception], Awaitable[None]],
+    account_id: str,
+    exc: Exception,
+    report: RunReport,
+    job: str,
+) -> None:
+    try:
+        async with session.begin_nested():
+            await failed(session, account_id, exc)
+    except Exception as again:
+        _failed(report, f"{job} (after a failure)", account_id, again)
 
 
 async def _expire_trials(deps: BillingRun, now: datetime, report: RunReport) -> None:
@@ -196,13 +215,28 @@ async def _invoice_renewals(deps: BillingRun, now: datetime, report: RunReport) 
     def add(n: int) -> None:
         report.renewals_invoiced += n
 
+    async def not_invoiced(session: AsyncSession, account_id: str, exc: Exception) -> None:
+        # R18: reported above as needing an operator, and past due meanwhile: a plan that
+        # cannot renew must not keep its seats for free.
+        (plan,) = await billing.reload_plans(session, [account_id])
+        if await plans.renewal_not_invoiced(session, plan, now, _code(exc)):
+            await session.flush()
+
     where = [
         Plan.status.in_([PlanStatus.ACTIVE, PlanStatus.PAST_DUE]),
         Plan.period_end <= now.date(),
         Plan.pending_invoice_id.is_(None),
     ]
     await _claimed_plans(
-        deps, where, work, add, report, "invoice renewals", prepare=prepare, together=True
+        deps,
+        where,
+        work,
+        add,
+        report,
+        "invoice renewals",
+        prepare=prepare,
+        together=True,
+        failed=not_invoiced,
     )
 
 
@@ -212,11 +246,18 @@ async def _dun(deps: BillingRun, now: datetime, report: RunReport) -> None:
 
     async def work(session: AsyncSession, plan: Plan) -> int:
         outstanding = await ledger.pending_renewals(session, plan.account_id)
-        if not outstanding:
-            return 0
         tried = await collection.invoices_with_attempts(session, [i.id for i in outstanding])
-        first = first_decline_at(tried[outstanding[0].id][1])
-        if first is None or now - first < window:
+        # Past due since the oldest renewal's first decline (R9), or since the end of a
+        # period whose renewal could not be invoiced (R18), whichever came first.
+        since = [
+            at
+            for at in (
+                first_decline_at(tried[outstanding[0].id][1]) if outstanding else None,
+                plans.unrenewed_since(plan, now),
+            )
+            if at is not None
+        ]
+        if not since or now - min(since) < window:
             return 0
         for invoice in outstanding:
             if in_flight(tried[invoice.id][1], datetime_now(), lease):
@@ -418,8 +459,13 @@ async def _collect_renewals(deps: BillingRun, report: RunReport) -> None:
 # --- bookkeeping ----------------------------------------------------------------------------
 
 
+def _code(exc: Exception) -> str:
+    """How the report names a failure: the problem's code, else the exception's type."""
+    return exc.code if isinstance(exc, AppError) else type(exc).__name__
+
+
 def _failed(report: RunReport, job: str, item: str, exc: Exception) -> None:
-    code = exc.code if isinstance(exc, AppError) else type(exc).__name__
+    code = _code(exc)
     if not isinstance(exc, AppError):
         log.error("%s: %s failed", job, item, exc_info=exc)
     report.errors.append(f"{item}: {code}")

@@ -34,6 +34,11 @@ async def get_account(
     return await session.scalar(stmt)
 
 
+async def currencies_in_use(session: AsyncSession) -> list[str]:
+    """Every currency an account uses."""
+    return list(await session.scalars(select(Account.currency).distinct()))
+
+
 async def user_role(
     session: AsyncSession | AsyncConnection, account_id: str, user_id: str
 ) -> Role | None:

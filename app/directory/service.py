@@ -64,6 +64,22 @@ async def upsert_account(
     return account, False
 
 
+async def check_prices_cover_accounts(session: AsyncSession, settings: Settings) -> None:
+    """R18: every currency an account uses has a seat price, else ``PricesMissing`` (the
+    service refuses to start): its plans could neither be priced nor renewed."""
+    missing = sorted(set(await repository.currencies_in_use(session)) - settings.prices.keys())
+    if missing:
+        raise PricesMissing(
+            f"SEATS_PRICES names no price for {', '.join(missing)}, which accounts use: "
+            "add it back (a price change applies from the next invoice), or move those "
+            "accounts first"
+        )
+
+
+class PricesMissing(RuntimeError):
+    """Accounts use a currency the settings no longer price (R18)."""
+
+
 def check_currency(currency: str, settings: Settings) -> None:
     """R13: an account may use only a currency with a configured seat price."""
     if settings.price_for(currency) is None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from app.billing.pricing import MAX_SEATS
 from app.deps import (
     AccountIdPath,
     CallerApartDep,
@@ -27,7 +28,6 @@ from app.pagination import CursorQuery, LimitQuery, Page
 from app.retry import RetryOnConflictRoute
 from app.seats import hot_route, service
 from app.seats.schemas import (
-    MAX_SEATS,
     AccountUser,
     AgentCheck,
     AgentOut,

@@ -8,11 +8,10 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.billing.periods import BillingCycle
+from app.billing.pricing import MAX_SEATS
 from app.directory.models import Role
 from app.ledger.schemas import InvoiceOut
 from app.seats.status import PlanStatus
-
-MAX_SEATS = 1_000_000_000  # an input sanity bound (amounts stay in 64 bits), not a cap (R2)
 
 
 class SeatsIn(BaseModel):
@@ -63,9 +62,17 @@ class PlanSummary(BaseModel):
     trial: TrialOut | None
     billing_cycle: BillingCycle
     currency: str
-    unit_price: int = Field(description="Price of one seat for one month, in minor units.")
-    monthly_total: int = Field(description="What the paid seats cost per month (0 in a trial).")
-    cycle_total: int = Field(description="What the paid seats cost per billing cycle.")
+    unit_price: int | None = Field(
+        description="Price of one seat for one month, in minor units; null when the account's "
+        "currency has no configured price (an operator's error: its renewals cannot be "
+        "invoiced and the plan is past due, R18)."
+    )
+    monthly_total: int | None = Field(
+        description="What the paid seats cost per month (0 in a trial); null with `unit_price`."
+    )
+    cycle_total: int | None = Field(
+        description="What the paid seats cost per billing cycle; null with `unit_price`."
+    )
     current_period: PeriodOut | None
     next_renewal_at: datetime | None
     outstanding_invoice: OutstandingInvoice | None = Field(

@@ -76,7 +76,9 @@ def summarize(
     """The plan summary of ``GET .../conversations``, as the plan stands at ``now``, from the
     rows already read."""
     state = plan_state(plan).at(now)
-    price = unit_price(settings, account.currency)
+    # Shown even when the currency lost its price (R18): the plan is then past due, and its
+    # admins must see so rather than an error.
+    price = settings.price_for(account.currency)
     # A paid plan is shown in the cycle it is billed under until its period ends (R12).
     cycle = (state.cycle if state.status.is_paid else None) or BillingCycle(account.billing_cycle)
     paid = state.paid_seats
@@ -97,8 +99,8 @@ def summarize(
         billing_cycle=cycle,
         currency=account.currency,
         unit_price=price,
-        monthly_total=paid * price,
-        cycle_total=cycle_total(paid, price, cycle),
+        monthly_total=None if price is None else paid * price,
+        cycle_total=None if price is None else cycle_total(paid, price, cycle),
         current_period=PeriodOut(start=period.start, end=period.end) if period else None,
         next_renewal_at=datetime.combine(period.end, time(), UTC) if period else None,
         outstanding_invoice=outstanding,

@@ -12,6 +12,8 @@ function fractionDigits(currency) {
 
 /** 15833 USD -> "$158.33"; a currency without minor units (JPY) is shown as is. */
 export function money(minor, currency) {
+  // null: the currency has no configured price (the plan summary says so, R18), never "0".
+  if (minor === null || minor === undefined) return "—";
   const digits = fractionDigits(currency);
   return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(
     minor / 10 ** digits,
