@@ -64,6 +64,10 @@ async def upsert_account(
     return account, False
 
 
+class PricesMissing(RuntimeError):
+    """Accounts use a currency the settings no longer price (R18)."""
+
+
 async def check_prices_cover_accounts(session: AsyncSession, settings: Settings) -> None:
     """R18: every currency an account uses has a seat price, else ``PricesMissing`` (the
     service refuses to start): its plans could neither be priced nor renewed."""
@@ -71,13 +75,8 @@ async def check_prices_cover_accounts(session: AsyncSession, settings: Settings)
     if missing:
         raise PricesMissing(
             f"SEATS_PRICES names no price for {', '.join(missing)}, which accounts use: "
-            "add it back (a price change applies from the next invoice), or move those "
-            "accounts first"
+            "name it again (a new price applies from the next quote and invoice)"
         )
-
-
-class PricesMissing(RuntimeError):
-    """Accounts use a currency the settings no longer price (R18)."""
 
 
 def check_currency(currency: str, settings: Settings) -> None:

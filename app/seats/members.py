@@ -7,7 +7,9 @@ involve both are orchestrated here, and take their locks in the one order of the
 
 1. the account's **plan** row (``SELECT ... FOR UPDATE``, ``app.seats.repository.lock_plan``),
 2. then the **account** row (``FOR NO KEY UPDATE``, ``app.directory.repository.get_account``),
-3. then the rows they change (users, assignments, events, invoices).
+3. then the rows they change (users, assignments, events, invoices); a seat write also
+   share-locks the caller's own user row here, after the plan, to read its role as of the
+   lock (R17), so a role change waits for that write and never the other way round.
 
 Every seat write already starts at 1 and then takes only key-share locks on the account (the
 foreign keys of the rows it inserts), which ``FOR NO KEY UPDATE`` does not block. Removing a
