@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ from standardwebhooks import Webhook
 
 from app.errors import WebhookUrlRefused
 from app.webhooks.urls import pinned_request, resolve
+
+log = logging.getLogger("app.webhooks")
 
 USER_AGENT = "conversations-seats-webhooks/1"
 MAX_ANSWER_BYTES = 64 * 1024
@@ -44,9 +47,21 @@ class Sender:
         )
 
     async def send(self, url: str, secrets: list[str], event_id: str, body: str) -> Answer:
-        """Resolve and vet the address, sign with the wall-clock time, POST; never raises."""
+        """Resolve and vet the address, sign with the wall-clock time, POST; never raises.
+
+        Whatever goes wrong is an answer, so that the worker records a failed attempt and
+        retries on the schedule: an exception out of here would leave the delivery due, and
+        the worker would try it again at once, forever, holding back the endpoint's queue.
+        """
         try:
-            target = await resolve(httpx.URL(url), self.allow)
+            return await self._send(url, secrets, event_id, body)
+        except Exception as exc:
+            log.warning("webhook send to %s failed unexpectedly", url, exc_info=True)
+            return Answer(None, f"error: {exc.__class__.__name__}: {exc}"[:200])
+
+    async def _send(self, url: str, secrets: list[str], event_id: str, body: str) -> Answer:
+        try:
+            target = await resolve(url, self.allow)
         except WebhookUrlRefused as exc:
             return Answer(None, f"refused: {exc.detail}"[:200])
         # Wall-clock time even under the test clock: receivers check it against their own.
