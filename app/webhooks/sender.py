@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ log = logging.getLogger("app.webhooks")
 
 USER_AGENT = "conversations-seats-webhooks/1"
 MAX_ANSWER_BYTES = 64 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,12 @@ class Answer:
 
     status_code: int | None
     error: str | None = None
+
+
+def failure(reason: str) -> Answer:
+    """No answer, and why: one printable line of at most 200 characters, so that recording
+    it can never fail (PostgreSQL text cannot hold NUL)."""
+    return Answer(None, _CONTROL.sub(" ", reason)[:200])
 
 
 def signature_header(secrets: list[str], msg_id: str, at: datetime, body: str) -> str:
@@ -57,13 +65,13 @@ class Sender:
             return await self._send(url, secrets, event_id, body)
         except Exception as exc:
             log.warning("webhook send to %s failed unexpectedly", url, exc_info=True)
-            return Answer(None, f"error: {exc.__class__.__name__}: {exc}"[:200])
+            return failure(f"error: {exc.__class__.__name__}: {exc}")
 
     async def _send(self, url: str, secrets: list[str], event_id: str, body: str) -> Answer:
         try:
             target = await resolve(url, self.allow)
         except WebhookUrlRefused as exc:
-            return Answer(None, f"refused: {exc.detail}"[:200])
+            return failure(f"refused: {exc.detail}")
         # Wall-clock time even under the test clock: receivers check it against their own.
         sent_at = datetime.now(UTC)
         pinned, extra_headers, extensions = pinned_request(target)
@@ -92,9 +100,9 @@ class Sender:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            return Answer(None, "timeout")
+            return failure("timeout")
         except httpx.HTTPError as exc:
-            return Answer(None, f"{exc.__class__.__name__}: {exc}"[:200])
+            return failure(f"{exc.__class__.__name__}: {exc}")
         return Answer(response.status_code)
 
     async def aclose(self) -> None:
