@@ -165,6 +165,14 @@ class Settings(BaseSettings):
         description="Comma-separated hosts webhooks may reach over plain http or at a "
         "non-public address (e.g. 127.0.0.1 in tests).",
     )
+    webhook_max_endpoints: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Webhook endpoints the service keeps (disabled ones count); creating one "
+        "more answers 409 webhook_endpoint_limit_reached. Every event writes one delivery row "
+        "per enabled subscribed endpoint inside the request's transaction.",
+    )
     webhook_concurrency: int = Field(default=16, ge=1, description="Sends in flight per worker.")
     webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds per webhook send.")
     webhook_poll_seconds: float = Field(

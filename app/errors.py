@@ -187,6 +187,20 @@ class CurrencyLocked(Conflict):
     code, title = "currency_locked", "The currency cannot change once invoices exist"
 
 
+class WebhookEndpointLimitReached(Conflict):
+    """Every event writes one delivery per endpoint in its own transaction: the fan-out is
+    bounded by ``SEATS_WEBHOOK_MAX_ENDPOINTS``."""
+
+    code, title = "webhook_endpoint_limit_reached", "The service has all the endpoints it allows"
+    fields = {
+        "limit": {
+            "type": "integer",
+            "description": "SEATS_WEBHOOK_MAX_ENDPOINTS: endpoints the service keeps, disabled "
+            "ones included. Delete one to add another.",
+        }
+    }
+
+
 class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "Request body too large"
 

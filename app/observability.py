@@ -78,9 +78,14 @@ ErrorResponder = Callable[[Exception], Awaitable[ASGIApp]]
 AnswerWrapper = Callable[[ASGIApp], ASGIApp]
 
 SLOW_SECONDS = 1.0
-# Bounds the pre-bound metric children: route templates are few, but the method is the
-# client's to choose.
+# Bounds the pre-bound metric children: route templates and statuses are few.
 _MAX_BOUND_METRICS = 1024
+# The method is the client's to choose (h11 passes any token): a label per made-up method
+# would grow the registry, and every scrape, without bound. The others are one label.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+OTHER_METHOD = "OTHER"
 
 
 class ServiceMiddleware:
@@ -185,12 +190,13 @@ class ServiceMiddleware:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope["method"]
-        key = (method, template, status)
+        label = method if method in KNOWN_METHODS else OTHER_METHOD
+        key = (label, template, status)
         children = self._metrics.get(key)
         if children is None:
             children = (
-                REQUESTS.labels(method, template, str(status)),
-                LATENCY.labels(method, template),
+                REQUESTS.labels(label, template, str(status)),
+                LATENCY.labels(label, template),
             )
             if len(self._metrics) < _MAX_BOUND_METRICS:
                 self._metrics[key] = children

@@ -2,18 +2,60 @@
 
 Each check is a query that returns the rows violating it; an empty result is a pass. The
 race, fault and scenario tests end by running it, and operators can run it at any time.
+
+Two properties hold whatever the data (R2, R18):
+
+- **No row can make a check fail to answer.** Amounts are computed without overflow: in
+  ``numeric`` on PostgreSQL (bigint arithmetic raises on overflow), and on SQLite, whose
+  ``SUM`` raises and whose products turn into approximate floats past 64 bits, the rows its
+  integers cannot decide are returned as candidates and judged again in Python's integers.
+- **Linear in the audit log.** Agents and invoices are matched to their events as two sets
+  (``EXCEPT``), never by a correlated subquery per row: SQLite would read the account's
+  events once per agent, and one account may have any number of agents.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import Database
 
-CHECKS: dict[str, str] = {
+Row = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A query that returns the rows breaking an invariant.
+
+    ``sqlite``: SQLite's own query where 64-bit arithmetic could overflow: it returns the rows
+    that may break the invariant, and ``confirm`` keeps (as reported) those that truly do.
+    """
+
+    sql: str
+    sqlite: str | None = None
+    confirm: Callable[[Row], Row | None] | None = None
+
+
+def _line_is_no_prorated_share(row: Row) -> Row | None:
+    _, _, quantity, unit_price, amount = row
+    assert isinstance(quantity, int) and isinstance(unit_price, int)
+    assert isinstance(amount, int)
+    price = quantity * unit_price
+    return row if amount > price or 366 * amount + 183 < price else None
+
+
+def _lines_do_not_add_up(row: Row) -> Row | None:
+    invoice_id, total, amounts = row
+    lines = sum(int(a) for a in str(amounts).split(",")) if amounts is not None else 0
+    return (invoice_id, total, lines) if total != lines else None
+
+
+CHECKS: dict[str, Check | str] = {
     "assigned count equals assignment rows": """
         SELECT p.account_id, p.assigned, COUNT(a.user_id) AS rows
         FROM plan p LEFT JOIN assignment a ON a.account_id = p.account_id
@@ -24,12 +66,25 @@ CHECKS: dict[str, str] = {
         SELECT account_id, status, seats, assigned FROM plan
         WHERE status IN ('trialing', 'active', 'past_due') AND assigned > seats
     """,
-    "invoice total equals the sum of its lines": """
+    "invoice total equals the sum of its lines": Check(
+        # PostgreSQL sums bigint in numeric.
+        """
         SELECT i.id, i.total, COALESCE(SUM(l.amount), 0) AS lines
         FROM invoice i LEFT JOIN invoice_line l ON l.invoice_id = i.id
         GROUP BY i.id, i.total
         HAVING i.total != COALESCE(SUM(l.amount), 0)
-    """,
+        """,
+        # TOTAL (a double, never raises) is exact below 2**53 = 9007199254740992; above, the
+        # lines' amounts are added again in Python.
+        sqlite="""
+        SELECT i.id, i.total, GROUP_CONCAT(l.amount) AS lines
+        FROM invoice i LEFT JOIN invoice_line l ON l.invoice_id = i.id
+        GROUP BY i.id, i.total
+        HAVING i.total != TOTAL(l.amount) OR TOTAL(ABS(l.amount)) >= 9007199254740992
+            OR ABS(i.total) >= 9007199254740992
+        """,
+        confirm=_lines_do_not_add_up,
+    ),
     "every paid invoice has a charge id (unless free) and a paid_at": """
         SELECT id, total, charge_id, paid_at FROM invoice
         WHERE status = 'paid' AND ((total > 0 AND charge_id IS NULL) OR paid_at IS NULL)
@@ -87,11 +142,21 @@ CHECKS: dict[str, str] = {
         WHERE i.status = 'paid' AND i.seats > 0 AND NOT EXISTS (
             SELECT 1 FROM invoice_line l WHERE l.invoice_id = i.id AND l.quantity > 0)
     """,
-    "every line is a prorated share of its seats' price": """
+    "every line is a prorated share of its seats' price": Check(
+        """
+        SELECT invoice_id, position, quantity, unit_price, amount FROM invoice_line
+        WHERE CAST(amount AS numeric) > CAST(quantity AS numeric) * unit_price
+           OR 366 * CAST(amount AS numeric) + 183 < CAST(quantity AS numeric) * unit_price
+        """,
+        # An integer product that overflows becomes a double (typeof 'real'): judged again.
+        sqlite="""
         SELECT invoice_id, position, quantity, unit_price, amount FROM invoice_line
         WHERE amount > quantity * unit_price
            OR 366 * amount + 183 < quantity * unit_price
-    """,
+           OR typeof(quantity * unit_price) = 'real' OR typeof(366 * amount + 183) = 'real'
+        """,
+        confirm=_line_is_no_prorated_share,
+    ),
     "a paid invoice's charge succeeded": """
         SELECT i.id FROM invoice i
         WHERE i.status = 'paid' AND i.total > 0
@@ -101,9 +166,9 @@ CHECKS: dict[str, str] = {
     """,
     "every agent has its agent.assigned event": """
         SELECT a.account_id, a.user_id FROM assignment a
-        WHERE NOT EXISTS (
-            SELECT 1 FROM event e WHERE e.account_id = a.account_id
-              AND e.type = 'agent.assigned' AND JSON_TEXT(e.data, 'user_id') = a.user_id)
+        EXCEPT
+        SELECT e.account_id, JSON_TEXT(e.data, 'user_id') FROM event e
+        WHERE e.type = 'agent.assigned'
     """,
     "agents equal assignments minus unassignments in the audit log": """
         SELECT account_id, agents, by_events FROM (
@@ -118,11 +183,12 @@ CHECKS: dict[str, str] = {
         WHERE agents != by_events
     """,
     "every paid purchase and every renewal is in the audit log": """
-        SELECT i.id, i.kind, i.status FROM invoice i
-        WHERE (i.kind = 'renewal' OR (i.kind = 'purchase' AND i.status = 'paid'))
-          AND NOT EXISTS (
-            SELECT 1 FROM event e WHERE e.account_id = i.account_id
-              AND JSON_TEXT(e.data, 'invoice_id') = i.id)
+        SELECT i.id, i.kind, i.status FROM invoice i JOIN (
+            SELECT v.account_id, v.id FROM invoice v
+            WHERE v.kind = 'renewal' OR (v.kind = 'purchase' AND v.status = 'paid')
+            EXCEPT
+            SELECT e.account_id, JSON_TEXT(e.data, 'invoice_id') FROM event e
+        ) AS missing ON missing.id = i.id
     """,
     "no orphan rows": """
         SELECT 'plan' AS t, account_id AS id FROM plan
@@ -174,13 +240,24 @@ def for_dialect(query: str, dialect: str) -> str:
     return _JSON_TEXT.sub(r"json_extract(\1, '$.\2')", query)
 
 
+async def run_check(conn: AsyncConnection, check: Check | str) -> list[Row]:
+    """The rows that break one check, on ``conn``'s database."""
+    check = Check(check) if isinstance(check, str) else check
+    dialect = conn.dialect.name
+    query = check.sqlite if dialect == "sqlite" and check.sqlite else check.sql
+    rows: list[Row] = [tuple(r) for r in (await conn.execute(text(for_dialect(query, dialect))))]
+    if dialect == "sqlite" and check.sqlite and check.confirm:
+        confirmed = (check.confirm(r) for r in rows)
+        rows = [r for r in confirmed if r is not None]
+    return rows
+
+
 async def verify(db: Database) -> list[Violation]:
     """Run every check; the violations found (none means the data is consistent)."""
     violations = []
     async with db.engine.connect() as conn:
-        for name, query in CHECKS.items():
-            sql = text(for_dialect(query, conn.dialect.name))
-            rows = [tuple(r) for r in (await conn.execute(sql)).all()]
+        for name, check in CHECKS.items():
+            rows = await run_check(conn, check)
             if rows:
                 violations.append(Violation(name, rows))
     return violations

@@ -331,3 +331,20 @@ def test_the_real_server_limits_concurrent_connections(database_url: str) -> Non
         time.sleep(0.3)
         answer = _raw(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def test_the_real_server_counts_made_up_methods_under_one_metrics_label(database_url: str) -> None:
+    """h11 passes any token as a method: each one must not become a label of its own."""
+    with LiveServer(database_url, workers=1, SEATS_HTTP_PARSER="h11") as server:
+        for i in range(30):
+            answer = _raw(
+                server.port,
+                f"ZQMETHOD{i} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
+            )
+            assert answer.startswith(b"HTTP/1.1 405 "), answer[:200]
+        metrics = _raw(
+            server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ).decode()
+        assert metrics.startswith("HTTP/1.1 200 "), metrics[:200]
+        assert "ZQMETHOD" not in metrics
+        assert 'method="OTHER"' in metrics

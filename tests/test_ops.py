@@ -299,6 +299,24 @@ async def test_metrics_do_not_grow_a_label_per_unknown_path(api: Api) -> None:
     assert 'route="unmatched"' in text
 
 
+async def test_metrics_count_unknown_methods_under_one_label(api: Api) -> None:
+    """The method is the client's to choose: one made up per request must not grow a label
+    (and a metric child, in memory and in every scrape) per request."""
+    other = ("seats_http_requests_total", frozenset({("method", "OTHER")}))
+    before = _samples((await api.client.get("/metrics")).text)
+    for i in range(5):
+        r = await api.client.request(f"ZQMETHOD{i}", "/healthz")
+        assert r.status_code == 405
+    text = (await api.client.get("/metrics")).text
+    assert "ZQMETHOD" not in text
+    after = _samples(text)
+
+    def others(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
+        return sum(v for (n, labels), v in samples.items() if n == other[0] and other[1] <= labels)
+
+    assert others(after) - others(before) == 5
+
+
 # --- docs and OpenAPI -----------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from app.cli import main
 from app.config import Settings, get_settings
 from app.db import Database
 from app.verify import CHECKS, for_dialect, verify
+from bench.verify import seed_agents
 from tests.conftest import Api
 
 
@@ -366,3 +367,130 @@ def test_checks_run_on_each_database_s_json_spelling() -> None:
     query = "SELECT 1 FROM event e WHERE JSON_TEXT(e.data, 'user_id') = 'u0'"
     assert for_dialect(query, "postgresql").endswith("(e.data ->> 'user_id') = 'u0'")
     assert for_dialect(query, "sqlite").endswith("json_extract(e.data, '$.user_id') = 'u0'")
+
+
+# R18: a ledger line of any size the columns can store never makes ``seats verify`` fail; it
+# answers, exactly, on both databases (PostgreSQL's bigint arithmetic raises on overflow,
+# SQLite's SUM raises and its products turn into approximate floats).
+
+BIG = 2**63 - 1
+
+
+async def failed_purchase(
+    sql: Callable[..., Any], invoice_id: str, *lines: tuple[int, ...]
+) -> None:
+    """A declined purchase as the service writes it: a failed invoice and its lines."""
+    total = min(sum(line[2] for line in lines), BIG)
+    await sql(
+        "INSERT INTO invoice (id, account_id, kind, status, currency, total, seats, period_start,"
+        " period_end, payment_method, created_by, created_at, failure_reason) VALUES (:id,"
+        " 'acme', 'purchase', 'failed', 'COP', :total, :seats, '2026-11-01', '2027-11-01',"
+        " 'pm_decline_card', 'user:alice', '2026-11-21 12:00:00', 'card_declined')",
+        id=invoice_id,
+        total=total,
+        seats=lines[0][0],
+    )
+    for position, (quantity, unit_price, amount) in enumerate(lines, 1):
+        await sql(
+            "INSERT INTO invoice_line (invoice_id, position, description, quantity, unit_price,"
+            " amount, period_start, period_end) VALUES (:id, :position, 'seats', :quantity,"
+            " :unit_price, :amount, '2026-11-21', '2027-11-01')",
+            id=invoice_id,
+            position=position,
+            quantity=quantity,
+            unit_price=unit_price,
+            amount=amount,
+        )
+
+
+async def test_r18_verify_holds_on_the_largest_lines_a_declined_purchase_writes(
+    api: Api, settings: Settings, sql: Callable[..., Any]
+) -> None:
+    assert (await api.start_trial()).status_code == 201
+    # COP 8,000,000 a month, yearly, 1,000,000,000 seats declined with 345 of 365 days left.
+    seats, cop_year = 10**9, 12 * 8_000_000
+    await failed_purchase(sql, "inv_cop", (seats, cop_year, seats * cop_year * 345 // 365))
+    # IRR 1,200,000,000 a month, yearly: the seats' price overflows 64 bits, one day does not.
+    irr_year = 12 * 1_200_000_000
+    await failed_purchase(sql, "inv_irr", (seats, irr_year, seats * irr_year // 365))
+    # A line of the whole period at the largest amount the column stores.
+    await failed_purchase(sql, "inv_max", (1, BIG, BIG))
+    assert await violations(settings) == {}
+
+
+async def test_r18_verify_reports_overflowing_rows_exactly_instead_of_failing(
+    api: Api, settings: Settings, sql: Callable[..., Any]
+) -> None:
+    assert (await api.start_trial()).status_code == 201
+    seats, irr_year = 10**9, 12 * 1_200_000_000
+    # One unit less than a day of a 366-day year allows: only exact arithmetic sees it.
+    short = (seats * irr_year - 184) // 366
+    await failed_purchase(sql, "inv_short", (seats, irr_year, short))
+    # Lines that add up past 64 bits: the total cannot match them, and must be reported.
+    await failed_purchase(sql, "inv_sum", (1, BIG, BIG), (1, BIG, BIG))
+    found = await violations(settings)
+    assert set(found) == {
+        "every line is a prorated share of its seats' price",
+        "invoice total equals the sum of its lines",
+    }
+    assert [r[:2] for r in found["every line is a prorated share of its seats' price"]] == [
+        ("inv_short", 1)
+    ]
+    assert [r[0] for r in found["invoice total equals the sum of its lines"]] == ["inv_sum"]
+    (row,) = found["invoice total equals the sum of its lines"]
+    assert (int(str(row[1])), int(str(row[2]))) == (BIG, 2 * BIG)
+
+
+# R2 has no cap on agents: ``seats verify`` must stay linear in them (one pass over the audit
+# log per check, whatever one account holds).
+
+AUDIT_CHECKS = (
+    "every agent has its agent.assigned event",
+    "every paid purchase and every renewal is in the audit log",
+)
+
+
+async def test_r2_verify_reads_the_audit_log_once_not_once_per_agent(settings: Settings) -> None:
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("the query plan read is SQLite's (PostgreSQL anti-joins by hash)")
+    db = Database(settings.database_url)
+    try:
+        async with db.engine.connect() as conn:
+            for name in AUDIT_CHECKS:
+                check = CHECKS[name]
+                query = check if isinstance(check, str) else check.sql
+                plan = await conn.execute(
+                    text("EXPLAIN QUERY PLAN " + for_dialect(query, "sqlite"))
+                )
+                steps = [str(row[3]) for row in plan]
+                assert not [s for s in steps if "CORRELATED" in s], (name, steps)
+    finally:
+        await db.dispose()
+
+
+async def test_r2_verify_is_exact_on_an_account_with_thousands_of_agents(
+    settings: Settings, sql: Callable[..., Any]
+) -> None:
+    db = Database(settings.database_url)
+    try:
+        async with db.engine.begin() as conn:
+            await seed_agents(conn, 3_000)
+    finally:
+        await db.dispose()
+    assert await violations(settings) == {}
+    # One agent more, written without its event: both audit checks name it, and only it.
+    await sql(
+        "INSERT INTO account_user (account_id, id, email, name, role, created_at, updated_at)"
+        " VALUES ('big', 'ghost', 'g@big.test', 'G', 'user', '2026-11-01 00:00:00',"
+        " '2026-11-01 00:00:00')"
+    )
+    await sql(
+        "INSERT INTO assignment (account_id, user_id, assigned_at, assigned_by)"
+        " VALUES ('big', 'ghost', '2026-11-02 00:00:00', 'u0')"
+    )
+    await sql("UPDATE plan SET assigned = assigned + 1 WHERE account_id = 'big'")
+    found = await violations(settings)
+    assert found == {
+        "every agent has its agent.assigned event": [("big", "ghost")],
+        "agents equal assignments minus unassignments in the audit log": [("big", 3001, 3000)],
+    }

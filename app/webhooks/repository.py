@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -97,6 +98,20 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
     """Queue outbox rows in the session's transaction."""
     if rows:
         await session.execute(insert(WebhookDelivery), list(rows))
+
+
+async def count_endpoints_locked(session: AsyncSession) -> int:
+    """How many endpoints there are, with no other endpoint created until this transaction
+    ends: two creates at the limit's edge must not both see room for one more.
+
+    SHARE ROW EXCLUSIVE conflicts with itself and with row changes to the table, not with the
+    row locks the worker and the outbox take (a send in flight never delays a create). SQLite
+    has taken its one write lock at BEGIN IMMEDIATE already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("LOCK TABLE webhook_endpoint IN SHARE ROW EXCLUSIVE MODE"))
+    count = await session.scalar(select(func.count()).select_from(WebhookEndpoint))
+    return int(count or 0)
 
 
 async def get_endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpoint | None:

@@ -49,7 +49,15 @@ def _with_secret(endpoint: object) -> WebhookEndpointSecret:
 async def create_endpoint(
     body: EndpointIn, _: ServiceDep, session: SessionDep, now: NowDep, settings: SettingsDep
 ) -> WebhookEndpointSecret:
-    """Subscribe a URL; the answer carries its signing secret, shown only this once."""
+    """Subscribe a URL; the answer carries its signing secret, shown only this once.
+
+    The URL must be `https` to a host that resolves only to public addresses (IPv6 forms that
+    carry an IPv4 address are judged on it), on a port in 1-65535, with a valid IDNA name
+    (`422 webhook_url_refused`). The service keeps at most `SEATS_WEBHOOK_MAX_ENDPOINTS`
+    endpoints, disabled ones included (default 16): one more is
+    `409 webhook_endpoint_limit_reached`, since every event writes one delivery per endpoint in
+    the transaction that writes it.
+    """
     return _with_secret(await service.create_endpoint(session, settings, now, body))
 
 

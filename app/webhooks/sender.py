@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,8 +15,11 @@ from standardwebhooks import Webhook
 from app.errors import WebhookUrlRefused
 from app.webhooks.urls import pinned_request, resolve
 
+log = logging.getLogger("app.webhooks")
+
 USER_AGENT = "conversations-seats-webhooks/1"
 MAX_ANSWER_BYTES = 64 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,12 @@ class Answer:
 
     status_code: int | None
     error: str | None = None
+
+
+def failure(reason: str) -> Answer:
+    """No answer, and why: one printable line of at most 200 characters, so that recording
+    it can never fail (PostgreSQL text cannot hold NUL)."""
+    return Answer(None, _CONTROL.sub(" ", reason)[:200])
 
 
 def signature_header(secrets: list[str], msg_id: str, at: datetime, body: str) -> str:
@@ -44,11 +55,23 @@ class Sender:
         )
 
     async def send(self, url: str, secrets: list[str], event_id: str, body: str) -> Answer:
-        """Resolve and vet the address, sign with the wall-clock time, POST; never raises."""
+        """Resolve and vet the address, sign with the wall-clock time, POST; never raises.
+
+        Whatever goes wrong is an answer, so that the worker records a failed attempt and
+        retries on the schedule: an exception out of here would leave the delivery due, and
+        the worker would try it again at once, forever, holding back the endpoint's queue.
+        """
         try:
-            target = await resolve(httpx.URL(url), self.allow)
+            return await self._send(url, secrets, event_id, body)
+        except Exception as exc:
+            log.warning("webhook send to %s failed unexpectedly", url, exc_info=True)
+            return failure(f"error: {exc.__class__.__name__}: {exc}")
+
+    async def _send(self, url: str, secrets: list[str], event_id: str, body: str) -> Answer:
+        try:
+            target = await resolve(url, self.allow)
         except WebhookUrlRefused as exc:
-            return Answer(None, f"refused: {exc.detail}"[:200])
+            return failure(f"refused: {exc.detail}")
         # Wall-clock time even under the test clock: receivers check it against their own.
         sent_at = datetime.now(UTC)
         pinned, extra_headers, extensions = pinned_request(target)
@@ -77,9 +100,9 @@ class Sender:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            return Answer(None, "timeout")
+            return failure("timeout")
         except httpx.HTTPError as exc:
-            return Answer(None, f"{exc.__class__.__name__}: {exc}"[:200])
+            return failure(f"{exc.__class__.__name__}: {exc}")
         return Answer(response.status_code)
 
     async def aclose(self) -> None:

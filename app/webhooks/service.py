@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.errors import EventNotFound, WebhookEndpointNotFound
+from app.errors import EventNotFound, WebhookEndpointLimitReached, WebhookEndpointNotFound
 from app.ids import new_id
 from app.pagination import next_cursor
 from app.webhooks import repository
@@ -46,8 +46,15 @@ async def _endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpoint:
 async def create_endpoint(
     session: AsyncSession, settings: Settings, now: datetime, body: EndpointIn
 ) -> WebhookEndpoint:
-    """A new endpoint with a fresh secret, subscribed from now on."""
+    """A new endpoint with a fresh secret, subscribed from now on, within the service's limit
+    (disabled endpoints count: re-enabling one must not pass it)."""
     url = await screen(body.url, allowed_hosts(settings.webhook_allow_hosts))
+    limit = settings.webhook_max_endpoints
+    if await repository.count_endpoints_locked(session) >= limit:
+        raise WebhookEndpointLimitReached(
+            f"The service keeps at most {limit} webhook endpoints; delete one first.",
+            limit=limit,
+        )
     endpoint = WebhookEndpoint(
         id=new_id("whe"),
         url=url,

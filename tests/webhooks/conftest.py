@@ -25,8 +25,17 @@ WORKER_ENV = {
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(database_url, webhook_allow_hosts="127.0.0.1", webhook_poll_seconds=0.05)
+def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
+    """``@pytest.mark.settings(name=value)`` overrides some for a test, as everywhere."""
+    marker = request.node.get_closest_marker("settings")
+    return make_settings(
+        database_url,
+        **{
+            "webhook_allow_hosts": "127.0.0.1",
+            "webhook_poll_seconds": 0.05,
+            **(marker.kwargs if marker else {}),
+        },
+    )
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from app.webhooks.schedule import (
     outcome_of,
     should_disable,
 )
+from app.webhooks.sender import failure
 from app.webhooks.urls import Target, check_url, is_public, pinned_request
 
 T0 = datetime(2026, 11, 21, tzinfo=UTC)
@@ -74,6 +75,16 @@ def test_disable_after_five_days() -> None:
         ("fd00::1", False),
         ("::ffff:127.0.0.1", False),
         ("224.0.0.1", False),
+        # IPv6 forms that carry an IPv4 address are judged on it too.
+        ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("::ffff:0:a9fe:a9fe", False),  # translated 169.254.169.254
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("64:ff9b:1::808:808", False),  # NAT64 local-use: refused whole
+        ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
+        ("fec0::1", False),  # site-local
     ],
 )
 def test_public_addresses(address: str, public: bool) -> None:
@@ -93,3 +104,9 @@ def test_a_pinned_request_keeps_the_name_for_host_and_tls() -> None:
     assert str(url) == "https://93.184.216.34:8443/a?b=1"
     assert headers == {"Host": "hooks.example.com:8443"}
     assert extensions == {"sni_hostname": "hooks.example.com"}
+
+
+def test_a_failure_reason_is_one_printable_line() -> None:
+    answer = failure("refused:\x00 bad\nline" + "x" * 300)
+    assert answer.status_code is None and answer.error is not None
+    assert answer.error.startswith("refused:  bad line") and len(answer.error) == 200
