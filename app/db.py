@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import MetaData, Select, event
+from sqlalchemy import MetaData, Select, event, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -263,6 +263,19 @@ class Database:
             raise DBAPIError(read.sql, None, exc) from exc
         await greenlet_spawn(fairy.close)
         return row
+
+    async def behind_pooler(self) -> bool:
+        """Whether a pooler answers for PostgreSQL: the process id a connection was given at
+        its start is not its server's (PgBouncer hands out ids of its own). Reliable for
+        "is there a pooler", silent on its mode and version, hence a setting and a warning
+        rather than detection."""
+        if self.is_sqlite:
+            return False
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            backend = await conn.scalar(text("SELECT pg_backend_pid()"))
+            return bool(driver.get_server_pid() != backend)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from tests.conftest import SECRET, Api, postgres_only
+from app.db import Database
+from tests.conftest import PG_URL, SECRET, Api, postgres_only
+from tests.pgbouncer import PgBouncer
 
 
 @postgres_only
@@ -68,3 +70,19 @@ def test_pooler_settings_default_to_a_direct_connection_and_its_own_url_for_the_
     assert Settings(jwt_secret=SECRET, database_listen_url=listen).listen_url == listen
     with pytest.raises(ValueError):
         Settings(jwt_secret=SECRET, database_pooler="statement")
+
+
+@postgres_only
+async def test_pooler_a_database_answered_by_pgbouncer_is_told_from_postgresql_itself() -> None:
+    assert PG_URL
+    direct = Database(PG_URL)
+    try:
+        assert not await direct.behind_pooler()
+    finally:
+        await direct.dispose()
+    with PgBouncer(PG_URL) as bouncer:
+        pooled = Database(bouncer.url, pooler="transaction")
+        try:
+            assert await pooled.behind_pooler()
+        finally:
+            await pooled.dispose()
