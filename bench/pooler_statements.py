@@ -14,6 +14,9 @@ transaction (``Database.transaction``) from ``--concurrency`` tasks sharing one 
   documented recipe for PgBouncer);
 * ``unnamed``: no caches, every statement unnamed (``SEATS_DATABASE_POOLER=transaction``).
 
+``read_one`` sends an unnamed statement under both ``unique`` and ``unnamed``
+(``Database._unnamed``): it is the transactions that tell those two apart.
+
 It prints operations per second and the errors each option met. Not a test: speed varies with
 the machine; the figures go in the report of the change that picks an option.
 """
@@ -63,7 +66,7 @@ class OptionDatabase(Database):
 
     def __init__(self, url: str, option: str) -> None:
         self.url = url
-        self.pooler = "transaction"
+        self.pooler = "none" if option == "named" else "transaction"
         self.engine = create_async_engine(
             url,
             pool_size=10,
