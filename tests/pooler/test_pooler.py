@@ -24,6 +24,9 @@ from app.main import create_app
 from tests.conftest import PG_URL, SECRET, Api, make_settings, postgres_only, seed_directory
 from tests.live import LiveServer
 from tests.pgbouncer import PgBouncer
+from tests.webhooks.conftest import WorkerProcess, create_endpoint
+from tests.webhooks.helpers import make_events
+from tests.webhooks.receiver import Receiver
 
 pytestmark = postgres_only
 
@@ -38,7 +41,9 @@ def bouncer() -> Iterator[PgBouncer]:
 
 @pytest.fixture
 async def pooled_api(database_url: str, bouncer: PgBouncer) -> AsyncIterator[Api]:
-    app = create_app(make_settings(bouncer.url, database_pooler="transaction"))
+    app = create_app(
+        make_settings(bouncer.url, database_pooler="transaction", webhook_allow_hosts="127.0.0.1")
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield await seed_directory(Api(client))
@@ -138,3 +143,24 @@ async def test_pooler_serve_no_migrate_starts_through_pgbouncer(bouncer: PgBounc
             answers = [await client.get("/readyz") for _ in range(20)]
     no_server_errors(answers)
     assert {r.status_code for r in answers} == {200}
+
+
+async def test_pooler_webhook_worker_delivers_every_event_once_through_pgbouncer(
+    pooled_api: Api, bouncer: PgBouncer
+) -> None:
+    api = pooled_api
+    with Receiver() as receiver:
+        endpoint = await create_endpoint(api, receiver.url("/a"))
+        receiver.trust(endpoint["secret"])
+        ids = await make_events(api, 4)
+        worker = WorkerProcess(bouncer.url, SEATS_DATABASE_POOLER="transaction").start()
+        try:
+            got = await receiver.until(4, timeout=60)
+            await asyncio.sleep(0.5)  # nothing more comes
+            got = receiver.deliveries
+        finally:
+            code = worker.terminate()
+            output = worker.output()
+            worker.stop()
+    assert sorted(d.id for d in got) == sorted(ids), output
+    assert code == 0 and "Traceback" not in output, output
