@@ -233,6 +233,7 @@ class AccessListener:
         self.cache = cache
         self.ping_seconds = ping_seconds
         self.retry_seconds = retry_seconds
+        self.refused_retry_seconds = 10.0
         self._task: asyncio.Task[None] | None = None
         # The reason last logged: a listener that keeps failing the same way says so once.
         self._last_reason: str | None = None
@@ -262,6 +263,9 @@ class AccessListener:
                 raise
             except NotListening as exc:
                 self._stopped(exc.reason, str(exc))
+                if exc.reason == "not_direct":
+                    # A pooler does not turn into PostgreSQL: no need to knock twice a second.
+                    await asyncio.sleep(self.refused_retry_seconds)
             except LOST as exc:
                 self._stopped("connection_lost", f"{type(exc).__name__}: {exc}")
             except Exception as exc:
@@ -297,6 +301,10 @@ class AccessListener:
         gone = asyncio.Event()
         conn.add_termination_listener(lambda _: gone.set())
         try:
+            # Direct before LISTEN: through a transaction pooler the LISTEN would stay on a
+            # server connection that other clients share, and PgBouncer drops that connection
+            # at its first notification.
+            await self._prove(conn, listens=False)
             await conn.add_listener(CHANNEL, self._notified)
             await self._prove(conn)
             # Listening from here: whatever changed before is flushed, as are reads in flight.
@@ -317,8 +325,9 @@ class AccessListener:
             self._deaf()
             conn.terminate()
 
-    async def _prove(self, conn: Any) -> None:
-        """Raise ``NotListening`` unless ``conn``'s own backend listens on the channel."""
+    async def _prove(self, conn: Any, *, listens: bool = True) -> None:
+        """Raise ``NotListening`` unless ``conn``'s own backend answers (and, with
+        ``listens``, listens on the channel)."""
         pid, listening = await conn.fetchrow(PROOF, CHANNEL, timeout=self.ping_seconds)
         if pid != conn.get_server_pid():
             raise NotListening(
@@ -327,7 +336,7 @@ class AccessListener:
                 f"{conn.get_server_pid()}: SEATS_DATABASE_LISTEN_URL must reach PostgreSQL "
                 "directly, not through a pooler",
             )
-        if not listening:
+        if listens and not listening:
             raise NotListening("not_listening", f"backend {pid} is not listening on {CHANNEL}")
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
