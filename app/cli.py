@@ -14,6 +14,7 @@ from dataclasses import asdict
 from datetime import timedelta
 
 from alembic import command
+from sqlalchemy.exc import DBAPIError
 
 from app.config import Settings, get_settings
 from app.db import Database
@@ -29,6 +30,7 @@ def migrate(settings: Settings) -> None:
     """Upgrade the database to the migrations' head, then grant the runtime role its rights."""
     cfg = alembic_config(settings.alembic_ini)
     cfg.attributes["url"] = settings.database_url
+    cfg.attributes["pooler"] = settings.database_pooler
     cfg.attributes["configure_logging"] = False
     cfg.attributes["app_role"] = settings.database_app_role
     command.upgrade(cfg, "head")
@@ -62,6 +64,16 @@ def startup_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+async def _behind_pooler(settings: Settings) -> bool:
+    db = Database.from_settings(settings)
+    try:
+        return await db.behind_pooler()
+    except (DBAPIError, OSError):
+        return False  # the service's own start says what is wrong with the database
+    finally:
+        await db.dispose()
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
@@ -78,7 +90,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     if args.no_migrate:
         # The runtime role cannot migrate (no DDL): it only checks that the owner did.
         try:
-            asyncio.run(check_schema_at_head(settings.database_url, settings.alembic_ini))
+            asyncio.run(
+                check_schema_at_head(
+                    settings.database_url, settings.alembic_ini, pooler=settings.database_pooler
+                )
+            )
         except SchemaNotAtHead as exc:
             sys.exit(f"seats serve: refusing to serve: {exc}")
     else:
@@ -87,6 +103,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         asyncio.run(_check_prices(settings))
     except PricesMissing as exc:
         sys.exit(f"seats serve: refusing to serve: {exc}")
+    if settings.database_pooler == "none" and asyncio.run(_behind_pooler(settings)):
+        logging.getLogger("app.cli").warning(
+            "!!! SEATS_DATABASE_URL answers through a pooler: unless it maps prepared "
+            "statements (PgBouncer 1.21+ with max_prepared_statements > 0, or session mode), "
+            "set SEATS_DATABASE_POOLER=transaction"
+        )
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker process counts its own requests; /metrics adds them up from here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="seats-metrics-")
@@ -112,7 +134,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _check_prices(settings: Settings) -> None:
-    db = Database(settings.database_url, pool_size=1)
+    db = Database.from_settings(settings)
     try:
         async with db.transaction() as session:
             await check_prices_cover_accounts(session, settings)
@@ -168,7 +190,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> None:
     from app.manage.demo import NotDevMode, demo_exists, page_url, seed_demo
 
     async def run() -> tuple[bool, bool]:
-        db = Database(settings.database_url)
+        db = Database.from_settings(settings)
         clock = DatabaseTestClock() if settings.test_clock else SystemClock()
         try:
             return await seed_demo(db, clock, settings), await demo_exists(db)
@@ -193,7 +215,7 @@ def _verify(settings: Settings) -> None:
     from app.verify import CHECKS, verify
 
     async def run() -> list[str]:
-        db = Database(settings.database_url)
+        db = Database.from_settings(settings)
         try:
             return [str(v) for v in await verify(db)]
         finally:

@@ -255,7 +255,8 @@ async def run_check(conn: AsyncConnection, check: Check | str) -> list[Row]:
 async def verify(db: Database) -> list[Violation]:
     """Run every check; the violations found (none means the data is consistent)."""
     violations = []
-    async with db.engine.connect() as conn:
+    async with db.transaction() as session:
+        conn = await session.connection()
         for name, check in CHECKS.items():
             rows = await run_check(conn, check)
             if rows:
