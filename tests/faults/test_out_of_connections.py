@@ -26,11 +26,11 @@ from app.cli import migrate
 from app.config import Settings
 from tests.conftest import PG_URL, Api, make_settings, pg_dsn, problem
 from tests.live import LiveServer
-from tests.pgbouncer import PgBouncer, pgbouncer_binary
+from tests.pgbouncer import PgBouncer, pgbouncer_version
 from tests.races.conftest import assert_invariants
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="connection limits need PostgreSQL")
-needs_pgbouncer = pytest.mark.skipif(pgbouncer_binary() is None, reason="needs pgbouncer")
+needs_pgbouncer = pytest.mark.skipif(pgbouncer_version() is None, reason="needs pgbouncer")
 
 LIMITED = "seats_limited"
 # Each burst is this many requests at once, over both workers: many more than the connections
@@ -182,7 +182,7 @@ async def test_pgbouncer_refusals_answer_503_on_every_route(
     refusal: str, api: Api, session_pooler: PgBouncer, settings: Settings
 ) -> None:
     await _seed(api)
-    with LiveServer(session_pooler.url(), workers=2) as server:
+    with LiveServer(session_pooler.url, workers=2) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             live = Api(client)
             await _warm(live)
@@ -214,12 +214,12 @@ async def test_prepared_statement_errors_behind_a_transaction_pooler_answer_503(
     await _seed(api)
     with (
         PgBouncer(database_url, pool_mode="transaction", default_pool_size=1) as bouncer,
-        LiveServer(bouncer.url(), workers=2, SEATS_DATABASE_POOLER="none") as server,
+        LiveServer(bouncer.url, workers=2, SEATS_DATABASE_POOLER="none") as server,
     ):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             live = Api(client)
             await _warm_through_collisions(live)
-            other = await asyncpg.connect(bouncer.url().replace("+asyncpg", ""))
+            other = await asyncpg.connect(bouncer.dsn)
             try:
                 await other.execute("DEALLOCATE ALL")
             finally:
