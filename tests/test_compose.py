@@ -7,7 +7,10 @@ import configparser
 import json
 import os
 import shlex
+import shutil
+import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,12 @@ from sqlalchemy.engine import make_url
 
 from app.cli import migrate
 from app.config import Settings
+from app.db import Database
 from app.schema import check_schema_at_head, head_revision
+from app.verify import verify
 from tests.conftest import make_settings, postgres_only
+from tests.live import free_port
+from tests.pgbouncer import PGBOUNCER, pgbouncer_version
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -344,3 +351,78 @@ def test_compose_connection_budget_fits_pgbouncer_and_postgres() -> None:
     settings = dict(db[i + 1].split("=", 1) for i, a in enumerate(db) if a == "-c")
     available = int(settings["max_connections"]) - int(settings["superuser_reserved_connections"])
     assert int(bouncer["max_db_connections"]) + listeners + 1 <= available
+
+
+@postgres_only
+async def test_the_shipped_pgbouncer_config_serves_the_service_on_debians_pgbouncer(
+    migrated_template: str,
+) -> None:
+    """docker/pgbouncer/pgbouncer.ini as Debian's PgBouncer (1.18) reads it, with only its
+    addresses and files pointed at this machine: it starts, authenticates the runtime user by
+    SCRAM against its auth file, and two processes' worth of the service
+    (SEATS_DATABASE_POOLER=transaction, as the compose file sets) run ``seats verify``'s
+    reads through its transaction pooling at once, and check the schema."""
+    if pgbouncer_version() is None:
+        pytest.skip("needs pgbouncer")
+    with tempfile.TemporaryDirectory(prefix="seats-pgbouncer-ini.") as folder:
+        await _serve_through_the_shipped_pgbouncer_config(migrated_template, Path(folder))
+
+
+async def _serve_through_the_shipped_pgbouncer_config(
+    migrated_template: str, tmp_path: Path
+) -> None:
+    server = make_url(migrated_template)
+    port = free_port()
+    text = (ROOT / "docker" / "pgbouncer" / "pgbouncer.ini").read_text(encoding="utf-8")
+    replaced = {
+        "host=db port=5432 dbname=seats": f"host={server.host} port={server.port} "
+        f"dbname={server.database}",
+        "listen_addr = 0.0.0.0": "listen_addr = 127.0.0.1",
+        "listen_port = 6432": f"listen_port = {port}",
+        "auth_file = /var/lib/bouncer/userlist.txt": f"auth_file = {tmp_path / 'userlist.txt'}",
+    }
+    for old, new in replaced.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "pgbouncer.ini").write_text(text)
+    (tmp_path / "userlist.txt").write_text(f'"{server.username}" "bouncer-password"\n')
+    as_postgres: dict[str, Any] = {"user": "postgres", "group": "postgres"}
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root: as the cluster's owner
+        for path in (tmp_path, *tmp_path.iterdir()):
+            shutil.chown(path, "postgres")
+    log = (tmp_path / "pgbouncer.log").open("wb")
+    proc = subprocess.Popen(
+        [PGBOUNCER, str(tmp_path / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        **(as_postgres if os.geteuid() == 0 else {}),
+    )
+    try:
+        url = server.set(host="127.0.0.1", port=port, database="seats", password="bouncer-password")
+        through = url.render_as_string(hide_password=False)
+        for _ in range(200):
+            assert proc.poll() is None, (tmp_path / "pgbouncer.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        wrong = url.set(password="wrong").render_as_string(hide_password=False)
+        # PgBouncer's own refusal, a connection error (08P01) like its others.
+        with pytest.raises(asyncpg.ProtocolViolationError, match="authentication failed"):
+            await asyncpg.connect(wrong.replace("+asyncpg", ""))
+        settings = make_settings(through, database_pooler="transaction")
+        assert await check_schema_at_head(through, None, pooler="transaction") == head_revision(
+            None
+        )
+        processes = [Database.from_settings(settings) for _ in range(2)]
+        try:
+            for violations in await asyncio.gather(*(verify(db) for db in processes * 2)):
+                assert violations == []
+        finally:
+            for db in processes:
+                await db.dispose()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
