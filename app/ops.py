@@ -53,7 +53,7 @@ async def readyz(request: Request, db: DbDep) -> Any:
     migrations' head. Each reason to answer 503 is logged, in one line."""
     expected: str | None = request.app.state.head_revision
     try:
-        async with db.transaction() as session:
+        async with db.read() as session:
             row = (await session.execute(_READINESS[db.is_sqlite])).first()
     except Exception as exc:
         log.warning("not ready: the database is unreachable: %s", _first_line(exc))
