@@ -2,13 +2,13 @@
 
 The real refusals, each from the program that makes them: PostgreSQL's ``too many connections
 for role`` (SQLSTATE 53300, a role's CONNECTION LIMIT), PgBouncer 1.18's ``no more connections
-allowed (max_client_conn)`` at connect and its ``query_wait_timeout`` in the middle of a
-request, and the prepared-statement errors (42P05) of a service that was not told it
-runs behind a transaction pooler. Each is lowered under a running ``seats serve --workers 2``
-once it holds its connections, then a burst on every kind of route (the agent check's own
-route, a FastAPI read, a write, a purchase with its idempotency key) must answer ``503
-service_unavailable`` with ``Retry-After`` where it cannot get a connection, and never ``500``.
-``seats verify`` holds afterwards.
+allowed (max_client_conn)`` at connect, its ``query_wait_timeout`` in the middle of a request
+and a server login it could not make, and the prepared-statement errors (42P05) of a service
+that was not told it runs behind a transaction pooler. Each is lowered under a running ``seats
+serve --workers 2`` once it holds its connections, then a burst on every kind of route (the
+agent check's own route, a FastAPI read, a write, a purchase with its idempotency key) must
+answer ``503 service_unavailable`` with ``Retry-After`` where it cannot get a connection, and
+never ``500``. ``seats verify`` holds afterwards.
 """
 
 from __future__ import annotations
@@ -214,6 +214,39 @@ async def test_pgbouncer_refusals_answer_503_on_every_route(
             _assert_503_never_500(answers, server, every_route=True)
             assert _logged_why(server, "(08P01)", refusal), server.stderr_text()[-3000:]
             assert refusal in session_pooler.log_text()
+    await assert_invariants(settings)
+
+
+@needs_pgbouncer
+async def test_pgbouncer_failed_server_login_answers_503_on_every_route(
+    api: Api, limited_role: str, settings: Settings
+) -> None:
+    """PgBouncer sized beyond what PostgreSQL lets the role open: its server logins fail
+    (53300 at the server), which it passes on to its clients as its own 08P01, or holds them
+    until ``query_wait_timeout`` (set short, as docs/operators/fleet.md says)."""
+    await _seed(api)
+    with (
+        PgBouncer(
+            limited_role,
+            pool_mode="session",
+            default_pool_size=100,
+            query_wait_timeout=2,
+            extra={"server_login_retry": "1"},
+        ) as bouncer,
+        LiveServer(bouncer.url, workers=2, args=("--no-migrate",)) as server,
+    ):
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            live = Api(client)
+            await _warm(live)
+            held = await _connections_of(LIMITED)
+            await _superuser(f"ALTER ROLE {LIMITED} CONNECTION LIMIT {held}")
+            try:
+                answers = await _bursts(live)
+            finally:
+                await _superuser(f"ALTER ROLE {LIMITED} CONNECTION LIMIT -1")
+            _assert_503_never_500(answers, server, every_route=True)
+            assert _logged_why(server, "(08P01)"), server.stderr_text()[-3000:]
+            assert "too many connections" in bouncer.log_text()
     await assert_invariants(settings)
 
 
