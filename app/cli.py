@@ -27,6 +27,7 @@ def migrate(settings: Settings) -> None:
     """Upgrade the database to the migrations' head, then grant the runtime role its rights."""
     cfg = alembic_config(settings.alembic_ini)
     cfg.attributes["url"] = settings.database_url
+    cfg.attributes["pooler"] = settings.database_pooler
     cfg.attributes["configure_logging"] = False
     cfg.attributes["app_role"] = settings.database_app_role
     command.upgrade(cfg, "head")
@@ -76,7 +77,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     if args.no_migrate:
         # The runtime role cannot migrate (no DDL): it only checks that the owner did.
         try:
-            asyncio.run(check_schema_at_head(settings.database_url, settings.alembic_ini))
+            asyncio.run(
+                check_schema_at_head(
+                    settings.database_url, settings.alembic_ini, pooler=settings.database_pooler
+                )
+            )
         except SchemaNotAtHead as exc:
             sys.exit(f"seats serve: refusing to serve: {exc}")
     else:
@@ -153,7 +158,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> None:
     from app.manage.demo import NotDevMode, demo_exists, page_url, seed_demo
 
     async def run() -> tuple[bool, bool]:
-        db = Database(settings.database_url)
+        db = Database.from_settings(settings)
         clock = DatabaseTestClock() if settings.test_clock else SystemClock()
         try:
             return await seed_demo(db, clock, settings), await demo_exists(db)
@@ -178,7 +183,7 @@ def _verify(settings: Settings) -> None:
     from app.verify import CHECKS, verify
 
     async def run() -> list[str]:
-        db = Database(settings.database_url)
+        db = Database.from_settings(settings)
         try:
             return [str(v) for v in await verify(db)]
         finally:

@@ -14,6 +14,17 @@ MIN_SECRET_LENGTH = 32
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 _CURRENCY = re.compile(CURRENCY_PATTERN)
 
+# SEATS_DATABASE_POOLER: what stands between the service and PostgreSQL (app/db.py).
+Pooler = Literal["none", "transaction"]
+
+# Driver settings a URL's query string once carried: asyncpg takes its query parameters as a
+# connection's startup parameters (the listener's too) and gets them as strings.
+_DRIVER_QUERY_PARAMETERS = (
+    "statement_cache_size",
+    "prepared_statement_cache_size",
+    "prepared_statement_name_func",
+)
+
 # A monthly seat price in the currency's minor units: an integer, never a float or a string.
 Price = Annotated[StrictInt, Field(ge=0)]
 
@@ -25,7 +36,25 @@ class Settings(BaseSettings):
         default="sqlite+aiosqlite:///./var/seats.db",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
     )
-    database_pool_size: int = Field(default=10, ge=1)
+    database_pool_size: int = Field(
+        default=10,
+        ge=1,
+        description="Database connections per process at most (no overflow beyond it), besides "
+        "the agent-check cache's listening connection.",
+    )
+    database_pooler: Pooler = Field(
+        default="none",
+        description="`transaction` when SEATS_DATABASE_URL is a pooler in transaction mode "
+        "that does not map prepared statements (PgBouncer before 1.21, or "
+        "max_prepared_statements=0): every statement is sent unnamed. `none` for PostgreSQL "
+        "itself, a session-mode pooler, or PgBouncer 1.21+ with max_prepared_statements > 0.",
+    )
+    database_listen_url: str | None = Field(
+        default=None,
+        description="PostgreSQL: the agent-check cache's LISTEN connection, straight to the "
+        "primary, never through a pooler (the cache then never serves). Default: "
+        "SEATS_DATABASE_URL.",
+    )
     dev: bool = Field(default=False, description="Development mode: allows a short JWT secret.")
     jwt_secret: str = Field(default="", description="HS256 key for user and service tokens.")
     jwt_public_key: str | None = Field(
@@ -189,7 +218,27 @@ class Settings(BaseSettings):
         if self.payments_gateway == "http" and not self.payments_url:
             raise ValueError("SEATS_PAYMENTS_URL is required with SEATS_PAYMENTS_GATEWAY=http")
         self._settle_prices()
+        self._check_database_urls()
         return self
+
+    def _check_database_urls(self) -> None:
+        for name, url in (
+            ("SEATS_DATABASE_URL", self.database_url),
+            ("SEATS_DATABASE_LISTEN_URL", self.database_listen_url or ""),
+        ):
+            query = url.partition("?")[2]
+            given = [p for p in _DRIVER_QUERY_PARAMETERS if f"{p}=" in query]
+            if given:
+                raise ValueError(
+                    f"{name}: {', '.join(given)} in the URL is not supported (passed on to "
+                    "every connection as a startup parameter, as a string): set "
+                    "SEATS_DATABASE_POOLER=transaction behind a transaction pooler instead"
+                )
+
+    @property
+    def listen_url(self) -> str:
+        """Where the agent-check cache's listener connects (straight to the primary)."""
+        return self.database_listen_url or self.database_url
 
     def _settle_prices(self) -> None:
         """SPEC §3 Prices: SEATS_PRICES, with SEATS_PRICE_MONTHLY as SEATS_CURRENCY's price

@@ -1,9 +1,29 @@
-"""Engine, sessions and the declarative base.
+"""Engine, the units of work, and the declarative base.
 
-One async engine per process. A request gets one session whose transaction the dependency
-commits or rolls back; services only ``flush()``. The purchase flow is the one exception: it
-must commit a pending invoice before it calls the payment gateway (SPEC §6), so it opens its
-own short transactions through ``Database.transaction()``.
+``Database`` is the only door to the database, and it has two kinds of unit:
+
+* ``transaction()``: a session in one transaction, committed on success, rolled back on error.
+  Every write, and every group of reads that must agree, runs in one. A request's session is
+  one (app/deps.py); the purchase flow opens its own short ones, since it must commit a pending
+  invoice before it calls the payment gateway (SPEC §6).
+* a single read: ``read()`` (a session whose every statement stands alone, outside any
+  transaction on PostgreSQL) and ``read_one()`` (the hot path's one-row read, straight on the
+  driver).
+
+Both are safe behind a transaction pooler (PgBouncer ``pool_mode=transaction``), which lends
+the client a server connection for one transaction, or for one statement outside any: the
+next may run on another server connection, shared with other clients. So nothing may depend
+on a connection's session state between units, and no named server-side statement may
+outlive the unit that prepared it: asyncpg's default names (``__asyncpg_stmt_1__``) collide
+with another client's on a shared server connection, or are missing on the next one. With
+``SEATS_DATABASE_POOLER=transaction`` every statement is an unnamed one
+(``pooled_connect_args``): parsed, bound and executed within one Sync, so it never leaves the
+server connection it ran on. A pooler that maps named statements itself (PgBouncer 1.21+ with
+``max_prepared_statements``) keeps the faster ``none``: asyncpg's per-connection cache of
+named statements.
+
+One pool per process, of ``SEATS_DATABASE_POOL_SIZE`` connections at most (no overflow), plus
+the agent-check cache's listener (app/entitlements.py), which never goes through the pool.
 """
 
 from __future__ import annotations
@@ -28,6 +48,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util import greenlet_spawn
 
+from app.config import Pooler, Settings
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -41,12 +63,36 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> AsyncEngine:
-    """An async engine; on SQLite every transaction takes the write lock up front.
+# A connection waits this long for a free one of the pool before the request fails (503).
+POOL_TIMEOUT_SECONDS = 10
 
-    ``autocommit`` (PostgreSQL): every connection of the pool is in autocommit mode from the
-    start, for reads that are one statement.
+
+def _unnamed_statement() -> str:
+    return ""
+
+
+def pooled_connect_args(pooler: Pooler) -> dict[str, Any]:
+    """The driver's arguments that make every statement safe behind ``pooler``.
+
+    ``transaction``: no statement cache, in asyncpg nor in SQLAlchemy's dialect, and the
+    dialect's statements unnamed. asyncpg then re-sends an unnamed statement's Parse with its
+    Bind, Execute and Sync, so it runs whole on one server connection wherever the pooler
+    puts it. Measured faster than unique names (``bench/pooler_statements.py``), which also
+    leave each prepared statement on a server connection until asyncpg closes it, maybe
+    through another one.
     """
+    if pooler == "transaction":
+        return {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unnamed_statement,
+        }
+    return {}
+
+
+def create_engine(url: str, *, pool_size: int = 10, pooler: Pooler = "none") -> AsyncEngine:
+    """An async engine of ``pool_size`` connections at most; on SQLite every transaction takes
+    the write lock up front."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -61,13 +107,14 @@ def create_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) ->
         return engine
     return create_async_engine(
         url,
-        # Set once per connection when it is opened, never toggled per checkout.
-        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         # Bound parameters (emails, names, payment methods) stay out of error messages and
         # so out of the logs of unexpected errors.
         hide_parameters=True,
+        # The setting is the budget: a worker never opens more than pool_size connections,
+        # so an operator can add up a fleet's connections (instances x workers x pool).
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         # No pool_pre_ping: on asyncpg it is BEGIN, a ping and ROLLBACK, three round trips
         # before every request. A connection the database dropped fails its first statement
         # instead (503, never a wrong answer), and SQLAlchemy then discards the whole pool.
@@ -78,6 +125,7 @@ def create_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) ->
             "command_timeout": 30,
             # Names our sessions in pg_stat_activity, for operators (and the fault tests).
             "server_settings": {"application_name": "seats"},
+            **pooled_connect_args(pooler),
         },
     )
 
@@ -107,7 +155,8 @@ class PreparedRead:
     """A one-row read built once in SQLAlchemy Core, with its PostgreSQL text compiled once.
 
     On PostgreSQL ``Database.read_one`` sends the text straight to the asyncpg connection under
-    SQLAlchemy's pool (asyncpg prepares it once per connection and keeps it): no Connection,
+    SQLAlchemy's pool (asyncpg prepares it once per connection and keeps it, or, behind a
+    transaction pooler, sends it unnamed with its Bind and Execute): no Connection,
     no compiled-cache lookup, no result processing, which cost five times the round trip's
     own client side (issue 13: 92-103 against 18-20 us). So it is for statements whose columns
     need no conversion on PostgreSQL (text, booleans, ``timestamptz``); SQLite runs the Core
@@ -137,44 +186,61 @@ DRIVER_CONNECTION_LOST = (
 
 
 class Database:
-    """The engine and session factory of one process."""
+    """The engine of one process and its two units of work (see the module's docstring)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, pooler: Pooler = "none") -> None:
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
-        # One-statement reads run outside a transaction on PostgreSQL (no BEGIN, no COMMIT),
-        # on a pool of their own whose connections are opened in autocommit mode: an
-        # execution_options(isolation_level=...) view of the main engine would switch the
-        # level on every checkout and back on every return (178 against 139 us, issue 13).
-        # SQLite keeps its transactions: its connections issue their own BEGIN IMMEDIATE.
-        self.reads = self.engine
+        self.pooler = pooler
+        self.engine = create_engine(url, pool_size=pool_size, pooler=pooler)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Single reads run outside a transaction on PostgreSQL (no BEGIN, no COMMIT): the
+        # same pool, each connection switched to autocommit while it is checked out (on
+        # asyncpg an attribute of the connection, no round trip). SQLite keeps its
+        # transactions: its connections issue their own BEGIN IMMEDIATE.
+        self._reads = self.engine
         if not self.is_sqlite:
-            self.reads = create_engine(url, pool_size=pool_size, autocommit=True)
+            self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """The process's database as configured: every command builds it here."""
+        return cls(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            pooler=settings.database_pooler,
+        )
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    @property
+    def dialect_name(self) -> str:
+        return self.engine.dialect.name
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed on success, rolled back on error."""
-        async with self.sessionmaker() as session, session.begin():
+        async with self._sessions() as session, session.begin():
             yield session
 
-    def read_session(self) -> AsyncSession:
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reads of one statement each, with ORM rows: on PostgreSQL outside any
         transaction (no BEGIN, no COMMIT); SQLite's connections still take theirs. Never for
         writes, nor for reads that must agree with each other under a lock."""
-        return AsyncSession(self.reads, expire_on_commit=False)
+        async with AsyncSession(self._reads, expire_on_commit=False) as session:
+            yield session
 
     async def read_one(self, read: PreparedRead, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row of a one-statement read, or None, outside any transaction."""
         if self.is_sqlite:
-            async with self.reads.connect() as conn:
+            async with self.engine.connect() as conn:
                 first: Sequence[Any] | None = (await conn.execute(read.statement, params)).first()
                 return first
-        fairy = await self.reads.raw_connection()
+        # A connection of the pool is idle between units (the dialect begins its transaction
+        # on the first statement), so a statement sent on the driver runs on its own.
+        fairy = await self.engine.raw_connection()
         driver: Any = fairy.driver_connection
         values = {**read.defaults, **params}
         try:
@@ -191,15 +257,12 @@ class Database:
             if not isinstance(exc, Exception):
                 raise
             if isinstance(exc, DRIVER_CONNECTION_LOST):
-                await self.reads.dispose(close=False)
+                await self.engine.dispose(close=False)
             if isinstance(exc, (*DRIVER_CONNECTION_LOST, TimeoutError)):
                 raise OperationalError(read.sql, None, exc, connection_invalidated=True) from exc
             raise DBAPIError(read.sql, None, exc) from exc
-        # Checkin may close an overflow connection: driver calls need SQLAlchemy's greenlet.
         await greenlet_spawn(fairy.close)
         return row
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self.reads is not self.engine:
-            await self.reads.dispose()

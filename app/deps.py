@@ -62,14 +62,10 @@ CollectorDep = Annotated[Collector, Depends(get_collector)]
 
 
 async def get_session(db: DbDep) -> AsyncIterator[AsyncSession]:
-    """The request's session: committed when the handler returns, rolled back if it raises."""
-    async with db.sessionmaker() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+    """The request's session, one transaction: committed when the handler returns, rolled
+    back if it raises."""
+    async with db.transaction() as session:
+        yield session
 
 
 # scope="function": commit before the response is sent, so a failed commit is an error
@@ -137,11 +133,10 @@ async def get_caller_apart(account_id: AccountIdPath, principal: PrincipalDep, d
 
     For handlers that run their work in transactions of their own (idempotent POSTs,
     purchases): on SQLite two open write transactions of one request would wait on each other.
-    The lookup is one statement, so on PostgreSQL it runs in autocommit (no BEGIN, no COMMIT);
-    SQLite's connections still take their transaction.
+    The lookup is one statement, a single read (``Database.read``).
     """
-    async with db.reads.connect() as conn:
-        return await _lookup_caller(conn, account_id, principal)
+    async with db.read() as session:
+        return await _lookup_caller(session, account_id, principal)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -15,6 +15,9 @@ What keeps a stale answer out:
 * Nothing is served or stored unless the listening connection is up. When it drops, the whole
   cache is flushed (notifications sent meanwhile are lost); once it listens again the cache is
   flushed again and answers are cached anew.
+* The listener proves on every ping that its connection's own backend still listens; when it
+  cannot (a pooler in between, a backend that lost its LISTEN), the cache stops serving at once
+  (``AccessListener``).
 * A cached answer is served for ``ttl`` seconds at most: the bound on a connection that died
   without a word, between two of the listener's pings.
 
@@ -35,6 +38,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -161,13 +165,60 @@ def listener_dsn(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+LISTENING = Gauge(
+    "seats_access_cache_listening",
+    "1 while the agent-check cache's listener has proved it listens (and the cache serves); "
+    "0 while the check reads the database (the lowest of the live workers)",
+    multiprocess_mode="livemin",
+)
+STOPS = Counter(
+    "seats_access_cache_stops_total",
+    "Times the agent-check cache stopped serving, by reason",
+    ["reason"],
+)
+
+
+# The listening connection (or the server) is gone; anything else is an error of its own.
+LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+class NotListening(Exception):
+    """The listener cannot prove that it listens; ``reason`` is the metric's label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+# One round trip, unnamed (the connection has no statement cache): which backend answers,
+# and whether it is listening on the channel.
+PROOF = "SELECT pg_backend_pid(), $1::text IN (SELECT pg_listening_channels())"
+
+
 class AccessListener:
     """One worker's ``LISTEN seats_access`` connection, kept open: it feeds ``cache`` and
     tells it when it listens and when it stops.
 
-    The connection is pinged every ``ping_seconds``: a server that went away without closing
-    the connection is noticed then, and the cache flushed. It reconnects every
-    ``retry_seconds`` until it listens again.
+    The cache serves only while the listener can prove, on every ping (each
+    ``ping_seconds``), that the connection it listens on is the one PostgreSQL delivers
+    notifications to: the backend answering the ping is the one whose process id the
+    connection was given at its start-up (and so the one that ran LISTEN), and it is
+    listening on the channel. Through a pooler (a listen URL pointed at PgBouncer by
+    mistake) the pooler answers the start-up with a process id of its own, and in
+    transaction mode the ping may run on another server connection, so the proof fails from
+    the first ping and the cache never serves: a notification delivered to a server
+    connection no client is linked to is dropped without a word. When the proof fails or
+    the connection drops, the cache stops serving at once (flushed), ``LISTENING`` goes to 0,
+    ``STOPS`` counts the reason, one log line says why, and the agent check reads the
+    database until a new connection proves it listens. It reconnects every
+    ``retry_seconds``.
     """
 
     def __init__(
@@ -183,8 +234,13 @@ class AccessListener:
         self.ping_seconds = ping_seconds
         self.retry_seconds = retry_seconds
         self._task: asyncio.Task[None] | None = None
+        # The reason last logged: a listener that keeps failing the same way says so once.
+        self._last_reason: str | None = None
         # Set each time the connection listens (tests and readiness wait on it).
         self.listening = asyncio.Event()
+        # The PostgreSQL backend that listens, while one does.
+        self.backend_pid: int | None = None
+        LISTENING.set(0)
 
     def start(self) -> None:
         if self._task is None:
@@ -196,7 +252,7 @@ class AccessListener:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.cache.deaf()
+        self._deaf()
 
     async def _run(self) -> None:
         while True:
@@ -204,33 +260,75 @@ class AccessListener:
                 await self._listen_once()
             except asyncio.CancelledError:
                 raise
+            except NotListening as exc:
+                self._stopped(exc.reason, str(exc))
+            except LOST as exc:
+                self._stopped("connection_lost", f"{type(exc).__name__}: {exc}")
             except Exception as exc:
-                log.warning("access listener lost its connection: %s", exc)
+                self._stopped("error", f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(self.retry_seconds)
+
+    def _deaf(self) -> None:
+        self.backend_pid = None
+        self.listening.clear()
+        self.cache.deaf()
+        LISTENING.set(0)
+
+    def _stopped(self, reason: str, detail: str) -> None:
+        was_serving = self.cache.serving
+        self._deaf()
+        if was_serving or reason != self._last_reason:
+            STOPS.labels(reason).inc()
+            log.warning(
+                "access cache not serving (%s): %s; the agent check reads the database",
+                reason,
+                detail,
+            )
+        self._last_reason = reason
 
     async def _listen_once(self) -> None:
         conn = await asyncpg.connect(
             self.dsn,
             timeout=5,
+            # Nothing named is left on a server connection, even through a pooler by mistake.
+            statement_cache_size=0,
             server_settings={"application_name": "seats-access"},
         )
         gone = asyncio.Event()
         conn.add_termination_listener(lambda _: gone.set())
         try:
             await conn.add_listener(CHANNEL, self._notified)
+            await self._prove(conn)
             # Listening from here: whatever changed before is flushed, as are reads in flight.
             self.cache.listening()
+            self.backend_pid = conn.get_server_pid()
             self.listening.set()
+            LISTENING.set(1)
+            if self._last_reason is not None:
+                log.info("access cache serving again: the listener proved it listens")
+                self._last_reason = None
             while not gone.is_set():
                 try:
                     await asyncio.wait_for(gone.wait(), self.ping_seconds)
                 except TimeoutError:
-                    await conn.fetchval("SELECT 1", timeout=self.ping_seconds)
+                    await self._prove(conn)
             raise ConnectionError("the listening connection was closed")
         finally:
-            self.listening.clear()
-            self.cache.deaf()
+            self._deaf()
             conn.terminate()
+
+    async def _prove(self, conn: Any) -> None:
+        """Raise ``NotListening`` unless ``conn``'s own backend listens on the channel."""
+        pid, listening = await conn.fetchrow(PROOF, CHANNEL, timeout=self.ping_seconds)
+        if pid != conn.get_server_pid():
+            raise NotListening(
+                "not_direct",
+                f"the ping ran on backend {pid}, not on the connection's own "
+                f"{conn.get_server_pid()}: SEATS_DATABASE_LISTEN_URL must reach PostgreSQL "
+                "directly, not through a pooler",
+            )
+        if not listening:
+            raise NotListening("not_listening", f"backend {pid} is not listening on {CHANNEL}")
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self.cache.invalidate(payload)

@@ -17,8 +17,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -151,17 +150,9 @@ class IdempotencyStore:
         self.lock = timedelta(seconds=lock_seconds)
         self.retention = timedelta(hours=retention_hours)
 
-    @asynccontextmanager
-    async def _statement(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for single statements, each atomic on its own: autocommit on
-        PostgreSQL (no BEGIN, no COMMIT); on SQLite, one transaction for them all."""
-        async with self.db.reads.connect() as conn:
-            yield conn
-            await conn.commit()
-
     async def claim(self, req: IdempotentRequest) -> StoredResponse | None:
         """Claim the key, or return the stored response to replay. Committed at once."""
-        async with self._statement() as conn:
+        async with self.db.transaction() as conn:
             for _ in range(2):
                 try:
                     return await self._claim(conn, req, _wall_now())
@@ -170,7 +161,7 @@ class IdempotencyStore:
         raise IdempotencyKeyInUse()
 
     async def _claim(
-        self, conn: AsyncConnection, req: IdempotentRequest, now: datetime
+        self, conn: AsyncSession, req: IdempotentRequest, now: datetime
     ) -> StoredResponse | None:
         # One statement claims a new key; a key already claimed comes back as nothing, and
         # only then is it read. Without a lock: the row's fields decide, and the takeover
@@ -184,7 +175,7 @@ class IdempotencyStore:
             "locked_at": now,
             "created_at": now,
         }
-        claim = insert_new(IdempotencyRecord, conn.dialect.name, values)
+        claim = insert_new(IdempotencyRecord, self.db.dialect_name, values)
         if await conn.scalar(claim.returning(IdempotencyRecord.key)) is not None:
             return None
         row = (await conn.execute(_READ, _key_params(req))).first()
@@ -235,7 +226,7 @@ class IdempotencyStore:
 
     async def release(self, req: IdempotentRequest) -> None:
         """Forget a claim whose outcome a retry may change."""
-        async with self._statement() as conn:
+        async with self.db.transaction() as conn:
             await conn.execute(
                 delete(IdempotencyRecord).where(*_is_key(req), IdempotencyRecord.state == RUNNING)
             )
@@ -246,7 +237,7 @@ class IdempotencyStore:
             await self.release(req)
             return
         body = json.loads(bytes(error_response(exc).body))
-        async with self._statement() as conn:
+        async with self.db.transaction() as conn:
             await self.store(conn, req, exc.status, body)
 
     async def purge_expired(self, session: AsyncSession) -> int:
@@ -291,7 +282,7 @@ class IdempotencyStore:
 
         async def then_store() -> StoredResponse:
             reply = await work()
-            async with self._statement() as conn:
+            async with self.db.transaction() as conn:
                 await self.store(conn, req, reply.status, reply.body)
             return reply
 

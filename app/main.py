@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # redirect to any host): a path with a trailing slash is simply an unknown route.
         redirect_slashes=False,
     )
-    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+    db = Database.from_settings(settings)
     clock: Clock = DatabaseTestClock() if settings.test_clock else SystemClock()
     app.state.settings = settings
     app.state.db = db
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ttl=settings.access_cache_ttl_seconds, max_entries=settings.access_cache_entries
     )
     app.state.access_listener = (
-        AccessListener(settings.database_url, app.state.entitlements)
+        AccessListener(settings.listen_url, app.state.entitlements)
         if settings.access_cache and not db.is_sqlite
         else None
     )

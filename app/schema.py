@@ -15,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from app.config import Pooler
 from app.db import create_engine
 
 MIGRATIONS = Path(str(files("app"))) / "migrations"
@@ -40,10 +41,12 @@ class SchemaNotAtHead(RuntimeError):
     """The database's schema is not the one this version of the service expects."""
 
 
-async def check_schema_at_head(database_url: str, alembic_ini: Path | None) -> str:
+async def check_schema_at_head(
+    database_url: str, alembic_ini: Path | None, *, pooler: Pooler = "none"
+) -> str:
     """The database's revision, or ``SchemaNotAtHead`` saying what to do about it."""
     expected = head_revision(alembic_ini)
-    engine = create_engine(database_url, pool_size=1)
+    engine = create_engine(database_url, pool_size=1, pooler=pooler)
     try:
         async with engine.connect() as conn:
             current = await conn.scalar(text("SELECT version_num FROM alembic_version"))

@@ -177,10 +177,10 @@ def for_dialect(query: str, dialect: str) -> str:
 async def verify(db: Database) -> list[Violation]:
     """Run every check; the violations found (none means the data is consistent)."""
     violations = []
-    async with db.engine.connect() as conn:
+    async with db.transaction() as session:
         for name, query in CHECKS.items():
-            sql = text(for_dialect(query, conn.dialect.name))
-            rows = [tuple(r) for r in (await conn.execute(sql)).all()]
+            sql = text(for_dialect(query, db.dialect_name))
+            rows = [tuple(r) for r in (await session.execute(sql)).all()]
             if rows:
                 violations.append(Violation(name, rows))
     return violations

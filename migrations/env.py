@@ -8,7 +8,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from app.config import get_settings
+from app.config import Pooler, get_settings
 from app.db import Base, create_engine
 from app.models import import_all
 from app.roles import grant_runtime_role
@@ -24,6 +24,13 @@ target_metadata = Base.metadata
 def _url() -> str:
     url = config.attributes.get("url")
     return str(url) if url else get_settings().database_url
+
+
+def _pooler() -> Pooler:
+    if "url" in config.attributes:
+        pooler: Pooler = config.attributes.get("pooler", "none")
+        return pooler
+    return get_settings().database_pooler
 
 
 def _app_role() -> str | None:
@@ -50,7 +57,7 @@ def _configure(connection: Connection) -> None:
 
 
 async def _run() -> None:
-    engine = create_engine(_url())
+    engine = create_engine(_url(), pool_size=1, pooler=_pooler())
     async with engine.connect() as connection:
         await connection.run_sync(_configure)
         await connection.commit()

@@ -184,13 +184,8 @@ def test_the_routers_of_the_service_retry_conflicts() -> None:
 async def pg_session(request: Request) -> AsyncIterator[AsyncSession]:
     """SessionDep's twin over the test's own database."""
     db: Database = request.app.state.db
-    async with db.sessionmaker() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+    async with db.transaction() as session:
+        yield session
 
 
 pg_router = APIRouter(route_class=RetryOnConflictRoute)

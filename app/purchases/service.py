@@ -107,7 +107,7 @@ async def answer(
     if invoice.status is InvoiceStatus.PAID:
         # Reads only, each one statement: outside a transaction on PostgreSQL. The invoice
         # is as its settlement left it; its lines never change once written (R11).
-        async with deps.db.read_session() as session:
+        async with deps.db.read() as session:
             now = await deps.clock.now(session)
             plan, account = await load(session, account_id, lock=False)
             if lines is None:

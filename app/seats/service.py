@@ -221,7 +221,7 @@ async def preview_quote(
     One read, outside a transaction on PostgreSQL: nothing is locked nor written, as for the
     quote itself (``create_quote`` reads without a lock too)."""
     caller.require_admin_or_service()
-    async with db.read_session() as session:
+    async with db.read() as session:
         now = await clock.now(session)
         plan, account = await load(session, caller.account_id, lock=False)
     return price_quote(plan, account, seats, now, settings)
