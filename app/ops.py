@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from app.openapi_errors import problems
 from app.problems import error_response
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 MetricsAuthorization = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
 
@@ -47,18 +49,40 @@ async def healthz() -> Health:
 
 @router.get("/readyz", tags=["operations"], response_model=Readiness, responses=problems(503))
 async def readyz(request: Request, db: DbDep) -> Any:
-    """The database answers and its schema is at the migrations' head."""
+    """The database answers, takes writes (not a server in recovery) and its schema is at the
+    migrations' head. Each reason to answer 503 is logged, in one line."""
     expected: str | None = request.app.state.head_revision
     try:
-        async with db.engine.connect() as conn:
-            current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
-    except Exception:
+        async with db.transaction() as session:
+            row = (await session.execute(_READINESS[db.is_sqlite])).first()
+    except Exception as exc:
+        log.warning("not ready: the database is unreachable: %s", _first_line(exc))
         return error_response(NotReady("The database is unreachable."))
+    current, in_recovery = row if row is not None else (None, False)
+    if in_recovery:
+        # A standby (or a primary being restored) answers reads but refuses every write.
+        log.warning("not ready: the database server is in recovery (a standby): no writes")
+        return error_response(
+            NotReady("The database server is in recovery (a standby): it takes no writes.")
+        )
     if current != expected:
+        log.warning("not ready: the schema is at %s, the service expects %s", current, expected)
         return error_response(
             NotReady(f"The schema is at {current}, the service expects {expected}: migrate.")
         )
     return {"status": "ready", "revision": current}
+
+
+# The schema's revision and whether the server is in recovery, in one round trip.
+_READINESS = {
+    False: text("SELECT version_num, pg_is_in_recovery() FROM alembic_version"),
+    True: text("SELECT version_num, false FROM alembic_version"),
+}
+
+
+def _first_line(exc: Exception) -> str:
+    message = str(exc).strip()
+    return f"{exc.__class__.__name__}: {message.splitlines()[0] if message else ''}"
 
 
 @router.get(

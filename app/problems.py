@@ -142,40 +142,88 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 # either is safe to run again from the start.
 CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 
+# The SQLSTATE classes after which this request can get no database now, and a retry shortly
+# is the answer (503 with Retry-After), whichever program said so:
+# - 08, connection exception: PgBouncer sends its own refusals as 08P01 ("no more connections
+#   allowed (max_client_conn)", a server login that failed, "pgbouncer cannot connect to
+#   server"), and a client it dropped after query_wait_timeout finds its connection gone;
+# - 53, insufficient resources: too_many_connections (53300: max_connections, a role's or a
+#   database's CONNECTION LIMIT), out of memory, disk full;
+# - 57P, the server shutting down, crashed or still starting.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P")
+# A named prepared statement missing (26000) or already taken (42P05) on the server connection:
+# a transaction pooler gave this client another client's server connection. The operator's
+# fix is SEATS_DATABASE_POOLER=transaction; meanwhile the request changed nothing.
+PREPARED_STATEMENT_SQLSTATES = frozenset({"26000", "42P05"})
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: SQLAlchemy's error, the DBAPI adapter's (``orig``), the
+    driver's (their ``__cause__``), in a short chain."""
+    found: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending and len(found) < 8:
+        current = pending.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        pending.extend(
+            link
+            for link in (getattr(current, "orig", None), current.__cause__)
+            if isinstance(link, BaseException)
+        )
+    return found
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return code if isinstance(code, str) else None
+
 
 def is_database_conflict(exc: BaseException) -> bool:
     """True for a deadlock or serialization failure, however the driver and SQLAlchemy wrap it."""
-    current: BaseException | None = exc
-    for _ in range(5):  # a short chain of causes: SQLAlchemy's error, the driver's, ...
-        if current is None:
-            return False
-        for candidate in (current, getattr(current, "orig", None)):
-            code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
-            if code in CONFLICT_SQLSTATES:
-                return True
-        current = current.__cause__
-    return False
+    return any(_sqlstate(link) in CONFLICT_SQLSTATES for link in _chain(exc))
 
 
 def _is_database_unavailable(exc: Exception) -> bool:
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    ):
+        return True
+    for link in _chain(exc):
+        code = _sqlstate(link) or ""
+        if code.startswith(UNAVAILABLE_SQLSTATE_CLASSES) or code in PREPARED_STATEMENT_SQLSTATES:
             return True
-        # SQLAlchemy's asyncpg adapter wraps the driver's error, which it keeps as the cause.
-        cause = getattr(exc.orig, "__cause__", None) or exc.orig
-        return isinstance(cause, DRIVER_CONNECTION_LOST)
-    # asyncpg raises OSError subclasses (refused, reset) straight through SQLAlchemy's pool.
-    return isinstance(exc, (OSError, TimeoutError, SATimeoutError))
+        # The driver's own errors of a lost connection, raised through SQLAlchemy's errors, its
+        # asyncpg adapter's (a connection the pool failed to open) or on their own; asyncpg
+        # raises OSError subclasses (refused, reset) straight through SQLAlchemy's pool.
+        if isinstance(link, (*DRIVER_CONNECTION_LOST, TimeoutError, SATimeoutError)):
+            return True
+    return False
+
+
+def _why_unavailable(exc: Exception) -> str:
+    """One line for the log: the driver's error at the bottom of ``exc``, its SQLSTATE and
+    the first line of its message (a server's or a pooler's words, never a statement's
+    parameters), and what to do about a prepared statement gone astray."""
+    links = _chain(exc)
+    driver = next((link for link in reversed(links) if _sqlstate(link)), links[-1])
+    code = _sqlstate(driver)
+    message = str(driver).strip().splitlines()[0] if str(driver).strip() else ""
+    why = f"{driver.__class__.__name__}{f' ({code})' if code else ''}: {message}"
+    if code in PREPARED_STATEMENT_SQLSTATES:
+        why += "; behind a transaction pooler, set SEATS_DATABASE_POOLER=transaction"
+    return why
 
 
 async def unexpected_error_response(exc: Exception) -> JSONResponse:
-    """The answer to an exception nobody raised on purpose: 503 if the database is away or
-    aborted the request to break a conflict (after the route's one retry)."""
+    """The answer to an exception nobody raised on purpose: 503 if the database is away, out
+    of connections, or aborted the request to break a conflict (after the route's one retry)."""
     if is_database_conflict(exc):
         log.warning("database conflict: %s", exc.__class__.__name__)
         return error_response(DatabaseConflict("Retry the request: it changed nothing."))
     if _is_database_unavailable(exc):
-        log.warning("database unavailable: %s", exc.__class__.__name__)
+        log.warning("database unavailable: %s", _why_unavailable(exc))
         return error_response(ServiceUnavailable("The database is unavailable; retry shortly."))
     # Never leak a traceback: the request id lets an operator find it in the logs.
     log.error("unhandled error", exc_info=exc)

@@ -210,6 +210,49 @@ class PgBouncer:
         text = pidfile.read_text().strip()
         return int(text) if text.isdigit() else None
 
+    # Changing it while it runs -------------------------------------------------------------
+
+    def reload(self, **settings: int) -> None:
+        """Change settings of the running PgBouncer (its config file, then SIGHUP), e.g. a
+        smaller ``max_client_conn`` once the service holds its connections: the clients it has
+        stay, new ones are refused. Returns once ``SHOW CONFIG`` has the new values."""
+        for name, value in settings.items():
+            assert hasattr(self, name), name
+            setattr(self, name, value)
+        assert self.dir is not None
+        (self.dir / "pgbouncer.ini").write_text(self._config())
+        pid = self._pid()
+        assert pid is not None, "pgbouncer wrote no pidfile"
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while True:
+            config = {row["key"]: row["value"] for row in self.show("CONFIG")}
+            if all(config.get(name) == str(value) for name, value in settings.items()):
+                return
+            assert time.monotonic() < deadline, f"pgbouncer did not take {settings}"
+            time.sleep(0.05)
+
+    def show(self, what: str) -> list[dict[str, str]]:
+        """A ``SHOW`` of the admin console (``CLIENTS``, ``POOLS``, ``CONFIG``...) as rows,
+        through psql: the console speaks only the simple query protocol."""
+        bindir = os.environ.get("TEST_PG_BINDIR")
+        psql = shutil.which("psql", path=bindir) if bindir else shutil.which("psql")
+        assert psql, "psql not found"
+        console = self.server_url.set(drivername="postgresql", host="127.0.0.1", port=self.port)
+        dsn = console.set(database="pgbouncer").render_as_string(hide_password=False)
+        lines = subprocess.run(
+            [psql, "-X", "-A", "-F", "\t", "-P", "footer=off", "-c", f"SHOW {what}", dsn],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        header = lines[0].split("\t")
+        return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+
+    def clients(self) -> int:
+        """Client connections to the pooled databases (the admin console's own left out)."""
+        return sum(1 for row in self.show("CLIENTS") if row["database"] != "pgbouncer")
+
     def stop(self) -> None:
         self._kill()
         if self.dir is not None:

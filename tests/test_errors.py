@@ -420,3 +420,34 @@ async def test_a_lost_driver_connection_is_503_however_it_is_wrapped(
     assert response.status_code == status
     body = json.loads(bytes(response.body))
     assert body["code"] == ("service_unavailable" if status == 503 else "internal_error")
+
+
+@pytest.mark.parametrize(
+    "driver_error",
+    [
+        asyncpg.TooManyConnectionsError('too many connections for role "seats_app"'),
+        asyncpg.ProtocolViolationError("no more connections allowed (max_client_conn)"),
+        asyncpg.InvalidSQLStatementNameError(
+            'prepared statement "__asyncpg_stmt_1__" does not exist'
+        ),
+        asyncpg.DuplicatePreparedStatementError(
+            'prepared statement "__asyncpg_stmt_1__" already exists'
+        ),
+        asyncpg.OutOfMemoryError("out of memory"),
+    ],
+    ids=["53300", "08P01", "26000", "42P05", "53200"],
+)
+async def test_out_of_connections_is_503_with_retry_after_at_connect_and_mid_request(
+    driver_error: Exception,
+) -> None:
+    """Mid-request the driver's error comes inside a DBAPIError; when the pool fails to open a
+    connection for the agent check's raw read, inside the asyncpg adapter's own error alone."""
+    try:
+        raise RuntimeError(str(driver_error)) from driver_error
+    except RuntimeError as adapted:
+        at_connect: Exception = adapted
+    for error in (_wrapped(driver_error), at_connect):
+        response = await unexpected_error_response(error)
+        assert response.status_code == 503
+        assert json.loads(bytes(response.body))["code"] == "service_unavailable"
+        assert int(response.headers["retry-after"]) >= 1

@@ -1,0 +1,156 @@
+"""A streaming standby of the test cluster: ``pg_basebackup -R`` from the primary of
+scripts/with-postgres, started on a free loopback port with the same server binaries.
+
+For tests of what the service does against a server in recovery (``/readyz``), and for the
+tests of replicas and failover: ``promote()`` turns it into a primary.
+
+As root, every PostgreSQL program runs as the ``postgres`` user, as scripts/with-postgres runs
+the primary; the cluster's loopback ``trust`` covers the replication connection.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy.engine import make_url
+
+from tests.live import free_port
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+class Standby:
+    """A hot standby of the server of ``primary_url``, replicating by streaming."""
+
+    def __init__(self, primary_url: str, *, bindir: str | None = None) -> None:
+        self.primary = make_url(primary_url)
+        found = bindir or os.environ.get("TEST_PG_BINDIR")
+        assert found, "needs the server binaries (TEST_PG_BINDIR of scripts/with-postgres)"
+        self.bindir = Path(found)
+        self.port = free_port()
+        self.dir: Path | None = None
+
+    @property
+    def datadir(self) -> Path:
+        assert self.dir is not None
+        return self.dir / "data"
+
+    def url(self) -> str:
+        """``primary_url`` pointed at the standby: same database, same user."""
+        return self.primary.set(host="127.0.0.1", port=self.port).render_as_string(
+            hide_password=False
+        )
+
+    def _run(self, *args: str) -> str:
+        assert self.dir is not None
+        done = subprocess.run(
+            _as_postgres(list(args)), capture_output=True, text=True, cwd=self.dir
+        )
+        if done.returncode != 0:
+            log = self.dir / "standby.log"
+            raise RuntimeError(
+                f"{args[0]} failed: {done.stderr}{log.read_text() if log.exists() else ''}"
+            )
+        return done.stdout
+
+    def _primary_settings(self) -> str:
+        """The settings a hot standby must not set lower than its primary's (PostgreSQL
+        refuses to start otherwise), as the primary runs with them."""
+        names = (
+            "max_connections",
+            "max_worker_processes",
+            "max_wal_senders",
+            "max_prepared_transactions",
+            "max_locks_per_transaction",
+        )
+        values = self._run(
+            str(self.bindir / "psql"),
+            "-X",
+            "-At",
+            "-h",
+            str(self.primary.host),
+            "-p",
+            str(self.primary.port),
+            "-U",
+            str(self.primary.username),
+            "-d",
+            str(self.primary.database),
+            "-c",
+            " UNION ALL ".join(f"SELECT '{name}=' || current_setting('{name}')" for name in names),
+        )
+        return " ".join(f"-c {line}" for line in values.split())
+
+    def start(self) -> Standby:
+        self.dir = Path(tempfile.mkdtemp(prefix="seats-standby."))
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self._run(
+            str(self.bindir / "pg_basebackup"),
+            "-h",
+            str(self.primary.host),
+            "-p",
+            str(self.primary.port),
+            "-U",
+            str(self.primary.username),
+            "-D",
+            str(self.datadir),
+            "-R",  # standby.signal and primary_conninfo: a standby from its first start
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
+            f"-c hot_standby=on {self._primary_settings()}"
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "start",
+            "-D",
+            str(self.datadir),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.dir / "standby.log"),
+            "-o",
+            options,
+        )
+        return self
+
+    def promote(self) -> None:
+        """End recovery: the standby becomes a primary that takes writes."""
+        self._run(str(self.bindir / "pg_ctl"), "promote", "-D", str(self.datadir), "-w")
+
+    def stop(self) -> None:
+        if self.dir is None:
+            return
+        if (self.datadir / "postmaster.pid").exists():
+            subprocess.run(
+                _as_postgres(
+                    [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "fast"]
+                ),
+                capture_output=True,
+                cwd=self.dir,
+            )
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+
+    def __enter__(self) -> Standby:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
