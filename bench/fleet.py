@@ -7,8 +7,12 @@ the pooled one connects through Debian's PgBouncer in ``pool_mode = transaction`
 (``SEATS_DATABASE_LISTEN_URL``), the direct one straight to PostgreSQL. Each load is two wrk
 processes at once, one per instance, on disjoint accounts and users (bench/load.lua's
 ``BENCH_TID_OFFSET``), their requests per second added up. The fleets take turns in the order
-direct, pooled, pooled, direct (``BENCH_ROUNDS`` times that pair each), so that a machine
-getting busier or quieter during the run weighs on both alike.
+direct, pooled, pooled, direct (``BENCH_ROUNDS`` times), so that a machine getting busier or
+quieter during the run weighs on both alike.
+
+``BENCH_FLEET_SPLIT=1`` adds a third fleet, straight to PostgreSQL but with
+``SEATS_DATABASE_POOLER=transaction`` (unnamed statements): it splits the pooled fleet's cost
+into what the statements cost and what the pooler's hop costs.
 
 Run through ``scripts/with-postgres`` (the Makefile does). Environment: ``BENCH_DURATION``
 seconds per load (10), ``BENCH_ROUNDS`` (2), ``BENCH_CONNECTIONS`` (32, split between the two
@@ -48,7 +52,9 @@ CONNS = max(2, int(os.environ.get("BENCH_CONNECTIONS") or 32))
 INSTANCES = 2
 WORKERS = 2
 POOL_SIZE = 10
+SPLIT = os.environ.get("BENCH_FLEET_SPLIT") == "1"
 LOADS = (("hot", "GET agents/{u}"), ("assign", "PUT+DELETE agents/{u}"))
+FLEETS = ("direct", "unnamed", "pooled") if SPLIT else ("direct", "pooled")
 
 
 @dataclass
@@ -144,6 +150,15 @@ async def main() -> int:
         }
         fleets = {
             "direct": [Server(f"direct-{i}", argv, served, "/readyz") for i in range(INSTANCES)],
+            "unnamed": [
+                Server(
+                    f"unnamed-{i}",
+                    argv,
+                    {**served, "SEATS_DATABASE_POOLER": "transaction"},
+                    "/readyz",
+                )
+                for i in range(INSTANCES if SPLIT else 0)
+            ],
             "pooled": [
                 Server(f"pooled-{i}", argv, pooled_env, "/readyz") for i in range(INSTANCES)
             ],
@@ -166,7 +181,7 @@ async def measure(conn: asyncpg.Connection, fleets: dict[str, list[Server]]) -> 
     loads = []
     for mode, _ in LOADS:
         for _ in range(ROUNDS):
-            for fleet in ("direct", "pooled", "pooled", "direct"):
+            for fleet in (*FLEETS, *reversed(FLEETS)):
                 if WARMUP:
                     load_fleet(fleet, fleets[fleet], mode, WARMUP)
                     await harness.reset(conn)
@@ -189,13 +204,20 @@ def print_report(loads: list[Load], elapsed: float) -> int:
     print(
         f"Fleet benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {'SMOKE ' if SMOKE else ''}"
         f"{INSTANCES} instances x {WORKERS} workers, pool {POOL_SIZE}, {CONNS} connections, "
-        f"{len(loads) // (2 * len(LOADS))} x {DURATION:.0f} s per fleet and load, "
+        f"{len(loads) // (len(FLEETS) * len(LOADS))} x {DURATION:.0f} s per fleet and load, "
         f"{harness.ACCOUNTS} accounts; {elapsed:.0f} s in all"
     )
     print(f"{'load':24} {'direct req/s':>13} {'pooled req/s':>13} {'pooled/direct':>14}")
     for mode, label in LOADS:
         direct, pooled = rate("direct", mode), rate("pooled", mode)
         print(f"{label:24} {direct:13.0f} {pooled:13.0f} {pooled / direct:13.2f}x")
+    if SPLIT:
+        print("split: direct with SEATS_DATABASE_POOLER=transaction (unnamed statements)")
+        print(f"{'load':24} {'unnamed req/s':>13} {'unnamed/direct':>14} {'pooled/unnamed':>14}")
+        for mode, label in LOADS:
+            direct, unnamed = rate("direct", mode), rate("unnamed", mode)
+            pooled = rate("pooled", mode)
+            print(f"{label:24} {unnamed:13.0f} {unnamed / direct:13.2f}x {pooled / unnamed:13.2f}x")
     errors = sum(x.errors for x in loads)
     print(f"requests answered other than 2xx: {errors}")
     return 1 if errors else 0
