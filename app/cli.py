@@ -14,8 +14,10 @@ from dataclasses import asdict
 from datetime import timedelta
 
 from alembic import command
+from sqlalchemy.exc import DBAPIError
 
 from app.config import Settings, get_settings
+from app.db import Database
 from app.roles import RoleError
 from app.schema import SchemaNotAtHead, alembic_config, check_schema_at_head
 
@@ -61,6 +63,16 @@ def startup_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+async def _behind_pooler(settings: Settings) -> bool:
+    db = Database.from_settings(settings)
+    try:
+        return await db.behind_pooler()
+    except (DBAPIError, OSError):
+        return False  # the service's own start says what is wrong with the database
+    finally:
+        await db.dispose()
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
@@ -86,6 +98,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             sys.exit(f"seats serve: refusing to serve: {exc}")
     else:
         _migrate_or_exit(settings)
+    if settings.database_pooler == "none" and asyncio.run(_behind_pooler(settings)):
+        logging.getLogger("app.cli").warning(
+            "!!! SEATS_DATABASE_URL answers through a pooler: unless it maps prepared "
+            "statements (PgBouncer 1.21+ with max_prepared_statements > 0, or session mode), "
+            "set SEATS_DATABASE_POOLER=transaction"
+        )
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker process counts its own requests; /metrics adds them up from here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="seats-metrics-")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import MetaData, Select, event
+from sqlalchemy import MetaData, Select, event, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -243,10 +243,13 @@ class Database:
         fairy = await self.engine.raw_connection()
         driver: Any = fairy.driver_connection
         values = {**read.defaults, **params}
+        args = [values[name] for name in read.order]
         try:
-            row: Sequence[Any] | None = await driver.fetchrow(
-                read.sql, *[values[name] for name in read.order]
-            )
+            row: Sequence[Any] | None
+            if self.pooler == "transaction":
+                row = await (await self._unnamed(fairy, read.sql)).fetchrow(*args)
+            else:
+                row = await driver.fetchrow(read.sql, *args)
         except BaseException as exc:
             # What SQLAlchemy's own execution would do: a connection in an unknown state is
             # never handed out again, a lost server discards the pool, and the error is the
@@ -263,6 +266,32 @@ class Database:
             raise DBAPIError(read.sql, None, exc) from exc
         await greenlet_spawn(fairy.close)
         return row
+
+    @staticmethod
+    async def _unnamed(fairy: Any, sql: str) -> Any:
+        """The connection's unnamed statement for ``sql``, described once and kept with the
+        connection (dropped with it): every execution sends its Parse again with its Bind,
+        Execute and Sync, one round trip that runs whole on whichever server connection the
+        pooler picks, where ``fetchrow`` without a cache describes the statement every time
+        (two)."""
+        statements: dict[str, Any] = fairy.info.setdefault("seats_unnamed", {})
+        statement = statements.get(sql)
+        if statement is None:
+            statement = statements[sql] = await fairy.driver_connection.prepare(sql, name="")
+        return statement
+
+    async def behind_pooler(self) -> bool:
+        """Whether a pooler answers for PostgreSQL: the process id a connection was given at
+        its start is not its server's (PgBouncer hands out ids of its own). Reliable for
+        "is there a pooler", silent on its mode and version, hence a setting and a warning
+        rather than detection."""
+        if self.is_sqlite:
+            return False
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            backend = await conn.scalar(text("SELECT pg_backend_pid()"))
+            return bool(driver.get_server_pid() != backend)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

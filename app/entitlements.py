@@ -279,7 +279,7 @@ class AccessListener:
         self._deaf()
         if was_serving or reason != self._last_reason:
             STOPS.labels(reason).inc()
-            log.warning(
+            log.error(
                 "access cache not serving (%s): %s; the agent check reads the database",
                 reason,
                 detail,
