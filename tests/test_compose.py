@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import configparser
 import json
 import os
 import shlex
+import shutil
+import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,13 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from app.cli import migrate
+from app.config import Settings
+from app.db import Database
 from app.schema import check_schema_at_head, head_revision
+from app.verify import verify
 from tests.conftest import make_settings, postgres_only
+from tests.live import free_port
+from tests.pgbouncer import PGBOUNCER, pgbouncer_version
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,15 +77,35 @@ def test_compose_db_is_postgres_15_with_healthcheck() -> None:
     assert "pg_isready" in (test if isinstance(test, str) else " ".join(test))
 
 
+def _instances() -> dict[str, dict[str, Any]]:
+    """The services that run ``seats serve``: the instances behind the load balancer."""
+    return {
+        name: service
+        for name, service in _compose()["services"].items()
+        if _argv(service)[:2] == ["seats", "serve"]
+    }
+
+
+def _argv(service: dict[str, Any]) -> list[str]:
+    command = service.get("command") or []
+    return _exec_form(command) if isinstance(command, str) else [str(a) for a in command]
+
+
+def _instance() -> dict[str, Any]:
+    return next(iter(_instances().values()))
+
+
 def test_compose_seats_waits_for_healthy_db_and_the_migration() -> None:
     services = _compose()["services"]
-    for name in ("migrate", "seats"):
-        depends_on = services[name]["depends_on"]
-        assert isinstance(depends_on, dict), "depends_on needs the long form to carry a condition"
-        assert depends_on["db"]["condition"] == "service_healthy"
-    assert services["seats"]["depends_on"]["migrate"]["condition"] == (
-        "service_completed_successfully"
-    )
+    depends_on = services["migrate"]["depends_on"]
+    assert isinstance(depends_on, dict), "depends_on needs the long form to carry a condition"
+    assert depends_on["db"]["condition"] == "service_healthy"
+    for name, instance in _instances().items():
+        depends_on = instance["depends_on"]
+        # The listener needs the database itself; the pool needs PgBouncer.
+        assert depends_on["db"]["condition"] == "service_healthy", name
+        assert depends_on["pgbouncer"]["condition"] == "service_healthy", name
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
 
 
 def _init_script() -> str:
@@ -93,16 +122,19 @@ def _init_script() -> str:
 def test_compose_migrates_as_the_owner_and_serves_as_the_runtime_role() -> None:
     services = _compose()["services"]
     owner = make_url(_env(services["migrate"])["SEATS_DATABASE_URL"])
-    runtime = make_url(_env(services["seats"])["SEATS_DATABASE_URL"])
+    runtime = make_url(_env(_instance())["SEATS_DATABASE_URL"])
     for url in (owner, runtime):
         assert url.drivername == "postgresql+asyncpg"
-        assert (url.host, url.port, url.database) == ("db", 5432, "seats")
+        assert url.database == "seats"
+    # The migration straight to PostgreSQL; the service through PgBouncer.
+    assert (owner.host, owner.port) == ("db", 5432)
+    assert (runtime.host, runtime.port) == ("pgbouncer", 6432)
     assert owner.username != runtime.username
     assert _env(services["migrate"])["SEATS_DATABASE_APP_ROLE"] == runtime.username
     assert services["migrate"]["command"] == ["seats", "migrate"]
-    serve = services["seats"]["command"]
-    assert serve[:2] == ["seats", "serve"] and "--no-migrate" in serve
-    assert "SEATS_DATABASE_APP_ROLE" not in _env(services["seats"])
+    for instance in _instances().values():
+        assert "--no-migrate" in _argv(instance)
+        assert "SEATS_DATABASE_APP_ROLE" not in _env(instance)
     # The init script creates both roles, and the database owned by the owner.
     script = _init_script()
     assert f"CREATE ROLE {owner.username} LOGIN" in script
@@ -117,8 +149,9 @@ def test_compose_migrates_as_the_owner_and_serves_as_the_runtime_role() -> None:
 
 
 def test_compose_seats_requires_jwt_secret() -> None:
-    for name in ("migrate", "seats"):
-        secret = _env(_compose()["services"][name])["SEATS_JWT_SECRET"]
+    services = _compose()["services"]
+    for name in ("migrate", "webhooks", "billing-run", *_instances()):
+        secret = _env(services[name])["SEATS_JWT_SECRET"]
         assert secret.startswith("${SEATS_JWT_SECRET:?"), "no default secret may be baked in"
 
 
@@ -159,7 +192,7 @@ def test_the_init_script_makes_roles_that_migrate_and_serve() -> None:
     owner and check the schema as the runtime role, with the compose file's settings."""
     services = _compose()["services"]
     owner = make_url(_env(services["migrate"])["SEATS_DATABASE_URL"])
-    runtime = make_url(_env(services["seats"])["SEATS_DATABASE_URL"])
+    runtime = make_url(_env(_instance())["SEATS_DATABASE_URL"])
     test_url = make_url(os.environ["TEST_DATABASE_URL"])
 
     def on_cluster(url: Any, **parts: Any) -> str:
@@ -227,7 +260,8 @@ def test_compose_runs_the_webhook_worker_as_its_own_service() -> None:
     argv = _exec_form(command) if isinstance(command, str) else [str(a) for a in command]
     assert argv == ["seats", "webhooks", "deliver"]
     env = _env(worker)
-    assert env["SEATS_DATABASE_URL"] == _env(services["seats"])["SEATS_DATABASE_URL"]
+    assert env["SEATS_DATABASE_URL"] == _env(_instance())["SEATS_DATABASE_URL"]
+    assert env["SEATS_DATABASE_POOLER"] == "transaction"
     assert env["SEATS_JWT_SECRET"].startswith("${SEATS_JWT_SECRET:?")
     # The schema must be migrated (by the one-shot owner) before the worker reads the outbox.
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -238,3 +272,157 @@ def test_compose_runs_the_webhook_worker_as_its_own_service() -> None:
     assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"
     grace = str(worker["stop_grace_period"])
     assert grace.endswith("s") and int(grace[:-1]) > 10
+
+
+# --- the fleet: PgBouncer, two instances, the jobs, the connection budget ---------------------
+
+
+def _pgbouncer_ini() -> configparser.ConfigParser:
+    build = _compose()["services"]["pgbouncer"]["build"]
+    folder = ROOT / (build if isinstance(build, str) else build["context"])
+    ini = configparser.ConfigParser(inline_comment_prefixes=(";",))
+    ini.read_string((folder / "pgbouncer.ini").read_text(encoding="utf-8"))
+    return ini
+
+
+def _pool_size(service: dict[str, Any]) -> int:
+    size = _env(service).get("SEATS_DATABASE_POOL_SIZE")
+    return int(size) if size else int(Settings.model_fields["database_pool_size"].default)
+
+
+def _workers(service: dict[str, Any]) -> int:
+    argv = _argv(service)
+    return int(argv[argv.index("--workers") + 1]) if "--workers" in argv else 1
+
+
+def test_compose_is_a_fleet_behind_pgbouncer_in_transaction_mode() -> None:
+    """Two instances or more, each with several workers, through Debian's PgBouncer (1.18) in
+    transaction mode, so told (SEATS_DATABASE_POOLER=transaction); each worker's listener
+    straight to PostgreSQL, never through the pooler (docs/operators/fleet.md)."""
+    instances = _instances()
+    assert len(instances) >= 2
+    for name, instance in instances.items():
+        assert _workers(instance) >= 2, name
+        env = _env(instance)
+        assert env["SEATS_DATABASE_POOLER"] == "transaction", name
+        listen = make_url(env["SEATS_DATABASE_LISTEN_URL"])
+        runtime = make_url(env["SEATS_DATABASE_URL"])
+        assert (listen.host, listen.port) == ("db", 5432), name
+        assert (listen.username, listen.database) == (runtime.username, runtime.database)
+    ini = _pgbouncer_ini()
+    assert ini["pgbouncer"]["pool_mode"] == "transaction"
+    assert ini["pgbouncer"]["listen_port"] == "6432"
+    target = dict(part.split("=", 1) for part in ini["databases"]["seats"].split())
+    assert (target["host"], target["port"], target["dbname"]) == ("db", "5432", "seats")
+    # Refused after query_wait_timeout rather than held for the driver's 30 s timeout.
+    assert 0 < int(ini["pgbouncer"]["query_wait_timeout"]) <= 10
+    dockerfile = (ROOT / "docker" / "pgbouncer" / "Dockerfile").read_text(encoding="utf-8")
+    assert "FROM debian:bookworm" in dockerfile and "install" in dockerfile
+    assert "USER " in dockerfile  # PgBouncer refuses to run as root
+    # The runtime role's password comes from the environment, as the database's does.
+    password = _env(_compose()["services"]["pgbouncer"])["SEATS_APP_PASSWORD"]
+    assert password.startswith("${SEATS_APP_PASSWORD:?")
+
+
+def test_compose_runs_the_billing_run_as_a_job_through_pgbouncer() -> None:
+    job = _compose()["services"]["billing-run"]
+    assert _argv(job) == ["seats", "billing", "run"]
+    assert job["restart"] == "no" and job["profiles"] == ["jobs"]  # cron runs it, not `up`
+    assert _env(job)["SEATS_DATABASE_URL"] == _env(_instance())["SEATS_DATABASE_URL"]
+    assert _env(job)["SEATS_DATABASE_POOLER"] == "transaction"
+    assert job["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_connection_budget_fits_pgbouncer_and_postgres() -> None:
+    """docs/operators/fleet.md's formula on the compose file: PgBouncer takes every pool of
+    the fleet (two billing runs may overlap), and its server connections, the listeners (one
+    per worker) and the migration fit in PostgreSQL's max_connections less its reserved
+    slots."""
+    services = _compose()["services"]
+    instances = _instances()
+    clients = sum(_workers(s) * _pool_size(s) for s in instances.values())
+    clients += _pool_size(services["webhooks"]) + 2 * _pool_size(services["billing-run"])
+    listeners = sum(_workers(s) for s in instances.values())
+    bouncer = _pgbouncer_ini()["pgbouncer"]
+    assert clients <= int(bouncer["max_client_conn"])
+    servers = int(bouncer["default_pool_size"]) + int(bouncer["reserve_pool_size"])
+    assert servers <= int(bouncer["max_db_connections"])
+    db = [str(a) for a in services["db"]["command"]]
+    settings = dict(db[i + 1].split("=", 1) for i, a in enumerate(db) if a == "-c")
+    available = int(settings["max_connections"]) - int(settings["superuser_reserved_connections"])
+    assert int(bouncer["max_db_connections"]) + listeners + 1 <= available
+
+
+@postgres_only
+async def test_the_shipped_pgbouncer_config_serves_the_service_on_debians_pgbouncer(
+    migrated_template: str,
+) -> None:
+    """docker/pgbouncer/pgbouncer.ini as Debian's PgBouncer (1.18) reads it, with only its
+    addresses and files pointed at this machine: it starts, authenticates the runtime user by
+    SCRAM against its auth file, and two processes' worth of the service
+    (SEATS_DATABASE_POOLER=transaction, as the compose file sets) run ``seats verify``'s
+    reads through its transaction pooling at once, and check the schema."""
+    if pgbouncer_version() is None:
+        pytest.skip("needs pgbouncer")
+    with tempfile.TemporaryDirectory(prefix="seats-pgbouncer-ini.") as folder:
+        await _serve_through_the_shipped_pgbouncer_config(migrated_template, Path(folder))
+
+
+async def _serve_through_the_shipped_pgbouncer_config(
+    migrated_template: str, tmp_path: Path
+) -> None:
+    server = make_url(migrated_template)
+    port = free_port()
+    text = (ROOT / "docker" / "pgbouncer" / "pgbouncer.ini").read_text(encoding="utf-8")
+    replaced = {
+        "host=db port=5432 dbname=seats": f"host={server.host} port={server.port} "
+        f"dbname={server.database}",
+        "listen_addr = 0.0.0.0": "listen_addr = 127.0.0.1",
+        "listen_port = 6432": f"listen_port = {port}",
+        "auth_file = /var/lib/bouncer/userlist.txt": f"auth_file = {tmp_path / 'userlist.txt'}",
+    }
+    for old, new in replaced.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "pgbouncer.ini").write_text(text)
+    (tmp_path / "userlist.txt").write_text(f'"{server.username}" "bouncer-password"\n')
+    as_postgres: dict[str, Any] = {"user": "postgres", "group": "postgres"}
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root: as the cluster's owner
+        for path in (tmp_path, *tmp_path.iterdir()):
+            shutil.chown(path, "postgres")
+    log = (tmp_path / "pgbouncer.log").open("wb")
+    proc = subprocess.Popen(
+        [PGBOUNCER, str(tmp_path / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        **(as_postgres if os.geteuid() == 0 else {}),
+    )
+    try:
+        url = server.set(host="127.0.0.1", port=port, database="seats", password="bouncer-password")
+        through = url.render_as_string(hide_password=False)
+        for _ in range(200):
+            assert proc.poll() is None, (tmp_path / "pgbouncer.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        wrong = url.set(password="wrong").render_as_string(hide_password=False)
+        # PgBouncer's own refusal, a connection error (08P01) like its others.
+        with pytest.raises(asyncpg.ProtocolViolationError, match="authentication failed"):
+            await asyncpg.connect(wrong.replace("+asyncpg", ""))
+        settings = make_settings(through, database_pooler="transaction")
+        assert await check_schema_at_head(through, None, pooler="transaction") == head_revision(
+            None
+        )
+        processes = [Database.from_settings(settings) for _ in range(2)]
+        try:
+            for violations in await asyncio.gather(*(verify(db) for db in processes * 2)):
+                assert violations == []
+        finally:
+            for db in processes:
+                await db.dispose()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
