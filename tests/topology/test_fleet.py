@@ -343,7 +343,7 @@ def starved(request: pytest.FixtureRequest, fleet: Fleet) -> Iterator[LiveServer
 
 
 async def test_running_out_of_connections_answers_503_with_retry_after_never_500(
-    starved: LiveServer, apis: tuple[Api, Api], sql: Any
+    fleet: Fleet, starved: LiveServer, apis: tuple[Api, Api], sql: Any
 ) -> None:
     account = f"starved{uuid.uuid4().hex[:8]}"
     users = await seed_account(apis[0], account, users=20)
@@ -371,3 +371,4 @@ async def test_running_out_of_connections_answers_503_with_retry_after_never_500
     [(rows,)] = await sql("SELECT count(*) FROM assignment WHERE account_id = $1", account)
     assert assigned == rows == sum(1 for r in responses[-len(users) :] if r.status_code == 201)
     print(f"burst of {len(responses)} on a role limited to {SMALL_LIMIT} connections: {counts}")
+    assert_verified(fleet)
