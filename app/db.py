@@ -74,17 +74,19 @@ def _unnamed_statement() -> str:
 def pooled_connect_args(pooler: Pooler) -> dict[str, Any]:
     """The driver's arguments that make every statement safe behind ``pooler``.
 
-    ``transaction``: no statement cache, in asyncpg nor in SQLAlchemy's dialect, and the
-    dialect's statements unnamed. asyncpg then re-sends an unnamed statement's Parse with its
-    Bind, Execute and Sync, so it runs whole on one server connection wherever the pooler
-    puts it. Measured faster than unique names (``bench/pooler_statements.py``), which also
-    leave each prepared statement on a server connection until asyncpg closes it, maybe
-    through another one.
+    ``transaction``: the dialect's statements are unnamed, and asyncpg keeps no cache of
+    named ones. asyncpg then marks an unnamed statement "unprepared", and sends its Parse
+    again with every Bind, Execute and Sync: each execution runs whole on one server
+    connection wherever the pooler puts it, and leaves nothing there that another client could
+    run. The dialect's own cache still keeps each statement's description per connection, so
+    an execution is one round trip, as with named statements. Unique names (SQLAlchemy's
+    recipe for PgBouncer) instead cost a round trip to prepare and one to close each statement,
+    and leave it on a server connection whenever the close goes through another one
+    (``bench/pooler_statements.py`` measures the options).
     """
     if pooler == "transaction":
         return {
             "statement_cache_size": 0,
-            "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": _unnamed_statement,
         }
     return {}
