@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 SRC := app tests migrations bench
 
-.PHONY: run test test-sqlite test-postgres lint fmt migrate bench bench-billing clean
+.PHONY: run test test-sqlite test-postgres lint fmt migrate bench bench-billing bench-fleet clean
 
 # Virtualenv with the service and the dev tools (reinstalled when pyproject.toml changes).
 $(VENV)/.installed-dev: pyproject.toml
@@ -65,6 +65,14 @@ BENCH_BILLING_ARGS ?=
 bench-billing: $(VENV)/.installed-dev
 	SEATS_REQUIRE_POSTGRES=1 env -u TEST_DATABASE_URL scripts/with-postgres \
 		$(BIN)/python bench/billing.py $(BENCH_BILLING_ARGS)
+
+# The same fleet (2 instances x 2 workers) through PgBouncer (transaction pooling) and straight
+# to PostgreSQL, in one run, as ratios (see BENCHMARKS.md), e.g.
+# make bench-fleet BENCH_FLEET_ENV="BENCH_DURATION=20 BENCH_ROUNDS=3"
+BENCH_FLEET_ENV ?=
+bench-fleet: $(VENV)/.installed-dev
+	SEATS_REQUIRE_POSTGRES=1 env -u TEST_DATABASE_URL $(BENCH_FLEET_ENV) scripts/with-postgres \
+		$(BIN)/python bench/fleet.py
 
 # Remove the virtualenv, local state and tool caches.
 clean:

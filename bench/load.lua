@@ -11,13 +11,16 @@ local mode = os.getenv("BENCH_MODE")
 local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
 local lag = tonumber(os.getenv("BENCH_LAG") or "64")
 local run_id = os.getenv("BENCH_RUN") or tostring(os.time())
+-- bench/fleet.py runs one wrk per instance at once: each is given the thread numbers after
+-- the other's, so that their writes never collide either.
+local tid_offset = tonumber(os.getenv("BENCH_TID_OFFSET") or "0")
 
 local threads = {}
 local next_tid = 0
 
 function setup(thread)
   next_tid = next_tid + 1
-  thread:set("tid", next_tid)
+  thread:set("tid", next_tid + tid_offset)
   table.insert(threads, thread)
 end
 
