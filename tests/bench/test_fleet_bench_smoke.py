@@ -51,7 +51,7 @@ def test_fleet_bench_smoke_loads_both_fleets_and_prints_the_ratios() -> None:
     )
     report = f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0, report  # 1 when any request answered other than 2xx
-    for label in ("GET agents/{u}", "PUT+DELETE agents/{u}"):
+    for label in ("GET agents/{me} (cached)", "GET agents/{u} (misses)", "PUT+DELETE agents/{u}"):
         # load, direct req/s, pooled req/s, pooled/direct: both fleets served the load.
         row = re.search(rf"^{re.escape(label)}\s+(\d+)\s+(\d+)\s+[\d.]+x$", proc.stdout, re.M)
         assert row, f"no row for {label}\n{report}"
