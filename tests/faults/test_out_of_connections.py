@@ -65,6 +65,10 @@ ROUTES: dict[str, Request] = {
 # What each route may answer when it does get a connection: the seats run out, purchases
 # queue behind each other.
 ANSWERED = {200, 201, 409}
+# A request here waits at most for a pooled connection (10 s), then for PgBouncer's
+# query_wait_timeout: generous, so that a busy CI machine reads a late answer, not a hang; a
+# request that truly hangs still fails the test.
+CLIENT_TIMEOUT = 60
 
 
 async def _seed(api: Api) -> None:
@@ -160,7 +164,7 @@ async def test_too_many_connections_for_the_role_answers_503_on_every_route(
 ) -> None:
     await _seed(api)
     with LiveServer(limited_role, workers=2, args=("--no-migrate",)) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
             live = Api(client)
             await _warm(live)
             # From now on the role may not open one more connection (53300 for the next).
@@ -199,7 +203,7 @@ async def test_pgbouncer_refusals_answer_503_on_every_route(
 ) -> None:
     await _seed(api)
     with LiveServer(session_pooler.url, workers=2) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
             live = Api(client)
             await _warm(live)
             held = session_pooler.clients()
@@ -235,7 +239,7 @@ async def test_pgbouncer_failed_server_login_answers_503_on_every_route(
         ) as bouncer,
         LiveServer(bouncer.url, workers=2, args=("--no-migrate",)) as server,
     ):
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
             live = Api(client)
             await _warm(live)
             held = await _connections_of(LIMITED)
@@ -269,7 +273,7 @@ async def test_prepared_statement_errors_behind_a_transaction_pooler_answer_503(
         PgBouncer(database_url, pool_mode="transaction", default_pool_size=1) as bouncer,
         LiveServer(bouncer.url, workers=2, SEATS_DATABASE_POOLER="none") as server,
     ):
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
             live = Api(client)
             await _warm_through_collisions(live)
             answers = await _bursts(live)
