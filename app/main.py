@@ -124,7 +124,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ttl=settings.access_cache_ttl_seconds, max_entries=settings.access_cache_entries
     )
     app.state.access_listener = (
-        AccessListener(settings.listen_url, app.state.entitlements)
+        AccessListener(
+            settings.listen_url,
+            app.state.entitlements,
+            positions=db.positions if db.replicas else None,
+        )
         if settings.access_cache and not db.is_sqlite
         else None
     )
