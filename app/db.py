@@ -302,12 +302,13 @@ class Database:
         async with AsyncSession(self._reads, expire_on_commit=False) as session:
             yield session
 
-    def _replica_for(self, account_id: str) -> tuple[Replica, int] | None:
-        """A standby that may answer for the account and the position it must have replayed,
-        or None when the primary must answer (no standby, or the position is unknown)."""
+    def _replica_for(self, account_id: str, at_least: int = 0) -> tuple[Replica, int] | None:
+        """A standby that may answer for the account and the position it must have replayed
+        (at least ``at_least``, the caller's own), or None when the primary must answer (no
+        standby, or the position is unknown)."""
         if not self.replicas:
             return None
-        needed = self.positions.needed(account_id)
+        needed = max(self.positions.needed(account_id), at_least)
         if needed == UNREACHABLE:
             return None
         self._next_replica = (self._next_replica + 1) % len(self.replicas)
@@ -384,11 +385,14 @@ class Database:
         return row
 
     @asynccontextmanager
-    async def replica_read(self, account_id: str) -> AsyncIterator[AsyncSession]:
-        """A ``read()`` session for the account's reads that tolerate lag: on a standby that
-        has replayed what the account needs (checked in a round trip before the reads, each
-        of which then takes a later snapshot), else on the primary."""
-        chosen = self._replica_for(account_id)
+    async def replica_read(
+        self, account_id: str, *, at_least: int = 0
+    ) -> AsyncIterator[AsyncSession]:
+        """A session for the account's reads that tolerate lag: on a standby that has
+        replayed what the account needs and ``at_least`` (checked in a round trip before the
+        reads, each of which then takes a later snapshot, as in a READ COMMITTED transaction),
+        else a ``transaction()`` on the primary."""
+        chosen = self._replica_for(account_id, at_least)
         if chosen is not None:
             replica, needed = chosen
             session = AsyncSession(replica.engine, expire_on_commit=False)
@@ -406,7 +410,8 @@ class Database:
                     await session.close()
                 return
             await session.close()
-        async with self.read() as session:
+        # On the primary as without standbys: one transaction.
+        async with self.transaction() as session:
             yield session
 
     async def wrote(self, account_id: str) -> int | None:

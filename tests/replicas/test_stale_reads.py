@@ -56,9 +56,25 @@ class Pinned:
             base_url=url, limits=httpx.Limits(max_connections=1), timeout=30
         )
         self.port = 0
+        self.worker = 0
 
-    async def get(self, path: str, token: str) -> Any:
-        r = await self.client.get(path, headers={"Authorization": f"Bearer {token}"})
+    async def call(
+        self, method: str, path: str, token: str, *, json: Any = None, position: str | None = None
+    ) -> httpx.Response:
+        """One request; ``position`` is sent as ``Seats-Read-Position`` (what a client echoes
+        of a write's answer). No cookies are kept: each read says what it needs."""
+        headers = {"Authorization": f"Bearer {token}"}
+        if position is not None:
+            headers["Seats-Read-Position"] = position
+        r = await self.client.request(method, path, headers=headers, json=json)
+        self.client.cookies.clear()
+        port = r.extensions["network_stream"].get_extra_info("client_addr")[1]
+        assert self.port in (0, port), "the connection changed"
+        self.port = port
+        return r
+
+    async def get(self, path: str, token: str, position: str | None = None) -> Any:
+        r = await self.call("GET", path, token, position=position)
         assert r.status_code == 200, r.text
         port = r.extensions["network_stream"].get_extra_info("client_addr")[1]
         assert self.port in (0, port), "the connection changed"
@@ -92,7 +108,7 @@ async def pinned(server: LiveServer, database_url: str) -> AsyncIterator[tuple[A
                 one = Pinned(server.url)
                 clients.append(one)
                 await one.check(carol)
-                pid = worker_of(server, one.port)
+                pid = one.worker = worker_of(server, one.port)
                 workers[pid] = workers.get(pid, 0) + 1
             yield api, clients
         finally:
@@ -135,4 +151,42 @@ async def test_no_worker_answers_the_agent_check_stale_after_a_revocation(
     for n, one in enumerate(clients):
         assert await one.check(service_token(f"inbox-{n}")) == (True, True)
     assert await standby_sessions(standby) >= 1, "no worker ever read the standby"
+    await assert_invariants(make_settings(database_url))
+
+
+async def test_a_caller_reads_its_own_writes_on_every_worker(
+    pinned: tuple[Api, list[Pinned]], database_url: str
+) -> None:
+    """Users created (no notification) and seats assigned, each followed at once by the
+    lists: on the same worker with nothing carried, on the other worker with the position the
+    write answered."""
+    _, clients = pinned
+    alice, platform = user_token("acme", "alice"), service_token()
+    base = "/v1/accounts/acme/conversations"
+    stale: list[str] = []
+    for cycle in range(CYCLES):
+        writer = clients[cycle % len(clients)]
+        other = next(c for c in clients if c.worker != writer.worker)
+        user_id = f"user{cycle}"
+        created = await writer.call(
+            "PUT",
+            f"/internal/v1/accounts/acme/users/{user_id}",
+            platform,
+            json={"email": f"{user_id}@acme.test", "name": user_id, "role": "user"},
+        )
+        assert created.status_code == 201, created.text
+        assigned = await writer.call("PUT", f"{base}/agents/{user_id}", alice)
+        assert assigned.status_code == 201, assigned.text
+        position = assigned.headers["Seats-Read-Position"]
+        for reader, carried in ((writer, None), (other, position)):
+            users = await reader.get(f"{base}/users?limit=100", alice, carried)
+            agents = await reader.get(f"{base}/agents?limit=100", alice, carried)
+            summary = await reader.get(base, alice, carried)
+            if user_id not in {u["user_id"] for u in users["data"] if u["agent"]}:
+                stale.append(f"cycle {cycle}: users on worker {reader.worker}")
+            if user_id not in {a["user_id"] for a in agents["data"]}:
+                stale.append(f"cycle {cycle}: agents on worker {reader.worker}")
+            if summary["assigned"] != cycle + 2:  # bob, and one more each cycle
+                stale.append(f"cycle {cycle}: summary on worker {reader.worker}")
+    assert not stale, f"{len(stale)} stale answers: {stale[:5]}"
     await assert_invariants(make_settings(database_url))
