@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from prometheus_client import Counter
 from sqlalchemy import MetaData, Select, event, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
@@ -206,6 +207,14 @@ DRIVER_CONNECTION_LOST = (
 REPLICA_FAILED = (DBAPIError, *DRIVER_CONNECTION_LOST, TimeoutError)
 
 REPLAYED = "SELECT pg_last_wal_replay_lsn()::text"
+
+REPLICA_READS = Counter(
+    "seats_replica_reads_total",
+    "Reads that SEATS_DATABASE_READ_URL could serve, by where they went: standby, primary_behind "
+    "(the standby had not replayed what the account needs), primary_failed (it could not be "
+    "reached)",
+    ["outcome"],
+)
 # The primary's insert position: after the commit record of every transaction committed, even
 # one whose record is not written out yet (``synchronous_commit = off``).
 WRITTEN = "SELECT pg_current_wal_insert_lsn()::text"
@@ -338,13 +347,16 @@ class Database:
                 async with replica.engine.connect() as conn:
                     replica.saw(await conn.scalar(text(REPLAYED)))
                 if replica.replayed < needed:
+                    REPLICA_READS.labels("primary_behind").inc()
                     return False, None
             row = await self._read_one(replica.engine, read, _with_replayed(read.sql), params)
         except REPLICA_FAILED as exc:
             replica.failed()
+            REPLICA_READS.labels("primary_failed").inc()
             log.warning("standby read failed, reading the primary: %s", type(exc).__name__)
             return False, None
         assert row is not None
+        REPLICA_READS.labels("standby").inc()
         replica.saw(row[0])
         return True, (None if row[1] is None else tuple(row[2:]))
 
@@ -401,8 +413,11 @@ class Database:
                 usable = replica.replayed >= needed
             except REPLICA_FAILED as exc:
                 replica.failed()
+                REPLICA_READS.labels("primary_failed").inc()
                 log.warning("standby read failed, reading the primary: %s", type(exc).__name__)
                 usable = False
+            else:
+                REPLICA_READS.labels("standby" if usable else "primary_behind").inc()
             if usable:
                 try:
                     yield session
