@@ -51,4 +51,6 @@ async def test_reads_go_to_the_primary_when_the_standby_is_unreachable(
             for path in ("", "/agents", "/users", "/invoices", "/events"):
                 r = await client.get(f"{base}{path}", headers=alice)
                 assert r.status_code == 200, (path, r.text)
+        metrics = (await client.get("/metrics")).text
+    assert 'seats_replica_reads_total{outcome="primary_failed"}' in metrics
     assert "standby read failed, reading the primary" in server.stderr_text()
