@@ -240,6 +240,13 @@ class Settings(BaseSettings):
         return self
 
     def _check_database_urls(self) -> None:
+        if self.read_urls and not all(
+            url.startswith("postgresql") for url in (self.database_url, *self.read_urls)
+        ):
+            raise ValueError(
+                "SEATS_DATABASE_READ_URL: standbys are for PostgreSQL, and so must be "
+                "SEATS_DATABASE_URL (SQLite has no replicas)"
+            )
         for name, url in (
             ("SEATS_DATABASE_URL", self.database_url),
             ("SEATS_DATABASE_LISTEN_URL", self.database_listen_url or ""),
