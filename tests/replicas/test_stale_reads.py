@@ -1,7 +1,7 @@
 """Reads on a standby are never stale (SPEC §7, Production topology: Replicas).
 
-The standby here applies every commit 500 ms late (``recovery_min_apply_delay``), so any read
-that reaches it within half a second of a change sees the old answer. ``seats serve --workers
+The standby here applies every commit a second late (``recovery_min_apply_delay``), so any read
+that reaches it within a second of a change sees the old answer. ``seats serve --workers
 2`` reads it (SEATS_DATABASE_READ_URL), and clients are pinned to each worker (one keep-alive
 connection each, found in /proc). Every change below is followed at once by reads on every
 worker: each must see the change, whether it came from the primary, from the cache, or from
@@ -26,11 +26,12 @@ from tests.standby import Standby
 
 pytestmark = postgres_only
 
-APPLY_DELAY_MS = 500
+APPLY_DELAY_MS = 1000
 CHECK = "/v1/accounts/acme/conversations/agents/bob"
-# Long enough for a notification to reach every worker (the cache's contract is 100 ms), far
-# shorter than the standby's delay.
-NOTICE = 0.1
+# Long enough for a notification to reach every worker (the cache's contract is 100 ms) on a
+# busy machine, far shorter than the standby's delay: the reads that follow are misses while
+# the standby still shows the old answer.
+NOTICE = 0.25
 CYCLES = 12
 
 
@@ -175,6 +176,11 @@ async def test_a_caller_reads_its_own_writes_on_every_worker(
             json={"email": f"{user_id}@acme.test", "name": user_id, "role": "user"},
         )
         assert created.status_code == 201, created.text
+        # A new user announces nothing: only the position of the write makes it visible.
+        for reader, carried in ((writer, None), (other, created.headers["Seats-Read-Position"])):
+            users = await reader.get(f"{base}/users?limit=100", platform, carried)
+            if user_id not in {u["user_id"] for u in users["data"]}:
+                stale.append(f"cycle {cycle}: new user on worker {reader.worker}")
         assigned = await writer.call("PUT", f"{base}/agents/{user_id}", alice)
         assert assigned.status_code == 201, assigned.text
         position = assigned.headers["Seats-Read-Position"]
