@@ -1,7 +1,7 @@
 """Reads on a standby are never stale (SPEC §7, Production topology: Replicas).
 
-The standby here applies every commit a second late (``recovery_min_apply_delay``), so any read
-that reaches it within a second of a change sees the old answer. ``seats serve --workers
+The standby here applies every commit two seconds late (``recovery_min_apply_delay``), so any read
+that reaches it within two seconds of a change sees the old answer. ``seats serve --workers
 2`` reads it (SEATS_DATABASE_READ_URL), and clients are pinned to each worker (one keep-alive
 connection each, found in /proc). Every change below is followed at once by reads on every
 worker: each must see the change, whether it came from the primary, from the cache, or from
@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import NOW, Api, make_settings, postgres_only, service_token, user_token
+from tests.entitlements.helpers import unannounced
 from tests.entitlements.test_workers import worker_of
 from tests.live import LiveServer
 from tests.races.conftest import assert_invariants
@@ -26,7 +27,7 @@ from tests.standby import Standby
 
 pytestmark = postgres_only
 
-APPLY_DELAY_MS = 1000
+APPLY_DELAY_MS = 2000
 CHECK = "/v1/accounts/acme/conversations/agents/bob"
 # Long enough for a notification to reach every worker (the cache's contract is 100 ms) on a
 # busy machine, far shorter than the standby's delay: the reads that follow are misses while
@@ -195,4 +196,41 @@ async def test_a_caller_reads_its_own_writes_on_every_worker(
             if summary["assigned"] != cycle + 2:  # bob, and one more each cycle
                 stale.append(f"cycle {cycle}: summary on worker {reader.worker}")
     assert not stale, f"{len(stale)} stale answers: {stale[:5]}"
+    await assert_invariants(make_settings(database_url))
+
+
+async def test_a_listener_that_listens_again_lets_no_standby_answer_from_before(
+    pinned: tuple[Api, list[Pinned]], sql: Any, database_url: str
+) -> None:
+    """A change whose notification no worker got (made unannounced here, as one lost while
+    the listeners were down): once they listen again, the position at that moment is every
+    account's floor, so the standby, still behind it, does not answer."""
+    _, clients = pinned
+    carol = user_token("acme", "carol")
+    await unannounced(sql, "UPDATE plan SET status = 'canceled' WHERE account_id = 'acme'")
+    listeners = "SELECT pid FROM pg_stat_activity WHERE application_name = 'seats-access'"
+    old = {pid for (pid,) in await sql(listeners)}
+    assert len(old) == 2  # one listener per worker
+    await sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'seats-access'"
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + APPLY_DELAY_MS / 1000
+
+    async def listening_again() -> bool:
+        # New backends, and every worker's listener proved it listens (the gauge is the
+        # lowest of the workers').
+        new = {pid for (pid,) in await sql(listeners)}
+        if len(new) < 2 or new & old:
+            return False
+        metrics = (await clients[0].client.get("/metrics")).text
+        return "\nseats_access_cache_listening 1.0" in metrics
+
+    while not await listening_again():
+        assert loop.time() < deadline, "the listeners did not come back before the standby"
+        await asyncio.sleep(0.02)
+    answers = {await one.check(carol) for one in clients}
+    assert loop.time() < deadline, "too slow to tell: the standby may have caught up"
+    assert answers == {(True, False)}
     await assert_invariants(make_settings(database_url))
