@@ -346,14 +346,15 @@ class AccessListener:
             ping_at = loop.time() + self.ping_seconds
             while not gone.is_set():
                 wake.clear()
+                # The ping first when due: a steady stream of notifications must not starve it.
+                if loop.time() >= ping_at:
+                    await self._prove(conn)
+                    ping_at = loop.time() + self.ping_seconds
+                    continue
                 if self.positions is not None and self.positions.has_pending:
                     # One query for every notification that arrived before it is sent.
                     batch = self.positions.batch()
                     self.positions.positioned(batch, await self._position(conn))
-                    continue
-                if loop.time() >= ping_at:
-                    await self._prove(conn)
-                    ping_at = loop.time() + self.ping_seconds
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), ping_at - loop.time())
