@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 SRC := app tests migrations bench
 
-.PHONY: run test test-sqlite test-postgres lint fmt migrate bench bench-billing bench-fleet clean
+.PHONY: run test test-sqlite test-postgres lint fmt migrate bench bench-billing bench-fleet bench-replica clean
 
 # Virtualenv with the service and the dev tools (reinstalled when pyproject.toml changes).
 $(VENV)/.installed-dev: pyproject.toml
@@ -73,6 +73,14 @@ BENCH_FLEET_ENV ?=
 bench-fleet: $(VENV)/.installed-dev
 	SEATS_REQUIRE_POSTGRES=1 env -u TEST_DATABASE_URL $(BENCH_FLEET_ENV) scripts/with-postgres \
 		$(BIN)/python bench/fleet.py
+
+# The agent check's cache misses read on the primary and on a streaming standby, with the
+# primary's CPU per check in each case (see BENCHMARKS.md), e.g.
+# make bench-replica BENCH_REPLICA_ENV="BENCH_DURATION=20 BENCH_ROUNDS=3"
+BENCH_REPLICA_ENV ?=
+bench-replica: $(VENV)/.installed-dev
+	SEATS_REQUIRE_POSTGRES=1 env -u TEST_DATABASE_URL $(BENCH_REPLICA_ENV) scripts/with-postgres \
+		$(BIN)/python bench/replica.py
 
 # Remove the virtualenv, local state and tool caches.
 clean:

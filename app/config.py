@@ -57,6 +57,14 @@ class Settings(BaseSettings):
         "primary, never through a pooler (the cache then never serves). Default: "
         "SEATS_DATABASE_URL.",
     )
+    database_read_url: str | None = Field(
+        default=None,
+        description="PostgreSQL: one or more streaming standbys, as URLs separated by commas, for "
+        "the reads that tolerate lag (lists, the plan summary, the agent check's cache misses). "
+        "A read goes to a standby only when it has replayed every change the worker knows of "
+        "for the account (docs/operators/fleet.md, Replicas); otherwise, or when the standby "
+        "is unreachable, it reads SEATS_DATABASE_URL. Unset: every read on SEATS_DATABASE_URL.",
+    )
     dev: bool = Field(default=False, description="Development mode: allows a short JWT secret.")
     jwt_secret: str = Field(default="", description="HS256 key for user and service tokens.")
     jwt_public_key: str | None = Field(
@@ -232,9 +240,17 @@ class Settings(BaseSettings):
         return self
 
     def _check_database_urls(self) -> None:
+        if self.read_urls and not all(
+            url.startswith("postgresql") for url in (self.database_url, *self.read_urls)
+        ):
+            raise ValueError(
+                "SEATS_DATABASE_READ_URL: standbys are for PostgreSQL, and so must be "
+                "SEATS_DATABASE_URL (SQLite has no replicas)"
+            )
         for name, url in (
             ("SEATS_DATABASE_URL", self.database_url),
             ("SEATS_DATABASE_LISTEN_URL", self.database_listen_url or ""),
+            *(("SEATS_DATABASE_READ_URL", url) for url in self.read_urls),
         ):
             query = url.partition("?")[2]
             given = [p for p in _DRIVER_QUERY_PARAMETERS if f"{p}=" in query]
@@ -244,6 +260,15 @@ class Settings(BaseSettings):
                     "every connection as a startup parameter, as a string): set "
                     "SEATS_DATABASE_POOLER=transaction behind a transaction pooler instead"
                 )
+
+    @property
+    def read_urls(self) -> list[str]:
+        """The standbys of SEATS_DATABASE_READ_URL, in order. A comma starts a new URL only
+        before a scheme, so a URL's own commas (a multi-host one) stay in it."""
+        if not self.database_read_url:
+            return []
+        urls = re.split(r",\s*(?=[a-z][a-z0-9+.-]*://)", self.database_read_url.strip())
+        return [url.strip() for url in urls if url.strip()]
 
     @property
     def listen_url(self) -> str:

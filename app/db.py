@@ -24,16 +24,28 @@ named statements.
 
 One pool per process, of ``SEATS_DATABASE_POOL_SIZE`` connections at most (no overflow), plus
 the agent-check cache's listener (app/entitlements.py), which never goes through the pool.
+
+Standbys (``SEATS_DATABASE_READ_URL``): one more pool per standby, for the reads that tolerate
+lag, and only through ``replica_read()`` and ``read_one(..., account_id=...)``. A standby
+answers for an account only once it is known to have replayed the position the account needs
+(app/positions.py); otherwise, or when it cannot be reached, the primary answers. The known
+position comes from a round trip *before* the read: PostgreSQL takes a statement's snapshot
+before it evaluates ``pg_last_wal_replay_lsn()`` in it, so a position returned beside the rows
+may be newer than the rows, and only a position read earlier bounds what a later snapshot sees.
+Each standby's replayed position is remembered (it only moves forward), refreshed by every
+read on it, and forgotten when its connection fails (a standby rebuilt from an older copy).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from prometheus_client import Counter
 from sqlalchemy import MetaData, Select, event, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
@@ -49,6 +61,9 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.util import greenlet_spawn
 
 from app.config import Pooler, Settings
+from app.positions import UNREACHABLE, Positions, parse_lsn
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -187,13 +202,74 @@ DRIVER_CONNECTION_LOST = (
 )
 
 
+# What a failed standby read falls back from: the standby is away or refuses (any database
+# error of the driver or SQLAlchemy's wrapping of it).
+REPLICA_FAILED = (DBAPIError, *DRIVER_CONNECTION_LOST, TimeoutError)
+
+REPLAYED = "SELECT pg_last_wal_replay_lsn()::text"
+
+REPLICA_READS = Counter(
+    "seats_replica_reads_total",
+    "Reads that SEATS_DATABASE_READ_URL could serve, by where they went: standby, primary_behind "
+    "(the standby had not replayed what the account needs), primary_failed (it could not be "
+    "reached)",
+    ["outcome"],
+)
+# The primary's insert position: after the commit record of every transaction committed, even
+# one whose record is not written out yet (``synchronous_commit = off``).
+WRITTEN = "SELECT pg_current_wal_insert_lsn()::text"
+
+
+class Replica:
+    """One standby's pool, and the position it was last seen to have replayed."""
+
+    def __init__(self, url: str, *, pool_size: int, pooler: Pooler) -> None:
+        self.engine = create_engine(url, pool_size=pool_size, pooler=pooler).execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
+        self.replayed = 0
+
+    def saw(self, lsn: str | None) -> None:
+        # NULL: not in recovery (a promoted standby), whose position says nothing.
+        if lsn is not None:
+            self.replayed = max(self.replayed, parse_lsn(lsn))
+
+    def failed(self) -> None:
+        self.replayed = 0
+
+
+def _with_replayed(sql: str) -> str:
+    """``sql`` (one row at most) with the standby's replayed position in front and a marker of
+    whether the row exists, in one statement: one row always. ``sql`` is a statement compiled
+    from our own Core (``PreparedRead``), its values bound as parameters."""
+    return (
+        f"SELECT {REPLAYED.removeprefix('SELECT ')}, r.* FROM (SELECT 1) AS one "  # noqa: S608
+        f"LEFT JOIN (SELECT true AS found, q.* FROM ({sql}) AS q LIMIT 1) AS r ON true"
+    )
+
+
 class Database:
     """The engine of one process and its two units of work (see the module's docstring)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, pooler: Pooler = "none") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pooler: Pooler = "none",
+        read_urls: Sequence[str] = (),
+    ) -> None:
         self.url = url
         self.pooler = pooler
         self.engine = create_engine(url, pool_size=pool_size, pooler=pooler)
+        # Fed by the agent-check cache's listener and by the writes of this worker.
+        self.positions = Positions()
+        self.replicas = (
+            []
+            if self.is_sqlite
+            else [Replica(u, pool_size=pool_size, pooler=pooler) for u in read_urls]
+        )
+        self._next_replica = 0
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Single reads run outside a transaction on PostgreSQL (no BEGIN, no COMMIT): the
         # same pool, each connection switched to autocommit while it is checked out (on
@@ -210,6 +286,7 @@ class Database:
             settings.database_url,
             pool_size=settings.database_pool_size,
             pooler=settings.database_pooler,
+            read_urls=settings.read_urls,
         )
 
     @property
@@ -234,24 +311,74 @@ class Database:
         async with AsyncSession(self._reads, expire_on_commit=False) as session:
             yield session
 
-    async def read_one(self, read: PreparedRead, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        """The first row of a one-statement read, or None, outside any transaction."""
+    def _replica_for(self, account_id: str, at_least: int = 0) -> tuple[Replica, int] | None:
+        """A standby that may answer for the account and the position it must have replayed
+        (at least ``at_least``, the caller's own), or None when the primary must answer (no
+        standby, or the position is unknown)."""
+        if not self.replicas:
+            return None
+        needed = max(self.positions.needed(account_id), at_least)
+        if needed == UNREACHABLE:
+            return None
+        self._next_replica = (self._next_replica + 1) % len(self.replicas)
+        return self.replicas[self._next_replica], needed
+
+    async def read_one(
+        self, read: PreparedRead, params: Mapping[str, Any], *, account_id: str | None = None
+    ) -> Sequence[Any] | None:
+        """The first row of a one-statement read, or None, outside any transaction. With
+        ``account_id``, a standby answers when it has replayed what the account needs."""
+        if account_id is not None:
+            chosen = self._replica_for(account_id)
+            if chosen is not None:
+                answered, row = await self._read_one_on(*chosen, read, params)
+                if answered:
+                    return row
+        return await self._read_one(self.engine, read, read.sql, params)
+
+    async def _read_one_on(
+        self, replica: Replica, needed: int, read: PreparedRead, params: Mapping[str, Any]
+    ) -> tuple[bool, Sequence[Any] | None]:
+        """``(True, row)`` from the standby, or ``(False, None)`` when it may not answer (not
+        known to have replayed ``needed``) or cannot (the caller reads the primary)."""
+        try:
+            if replica.replayed < needed:
+                # Behind as far as we know: one round trip to learn where it is now.
+                async with replica.engine.connect() as conn:
+                    replica.saw(await conn.scalar(text(REPLAYED)))
+                if replica.replayed < needed:
+                    REPLICA_READS.labels("primary_behind").inc()
+                    return False, None
+            row = await self._read_one(replica.engine, read, _with_replayed(read.sql), params)
+        except REPLICA_FAILED as exc:
+            replica.failed()
+            REPLICA_READS.labels("primary_failed").inc()
+            log.warning("standby read failed, reading the primary: %s", type(exc).__name__)
+            return False, None
+        assert row is not None
+        REPLICA_READS.labels("standby").inc()
+        replica.saw(row[0])
+        return True, (None if row[1] is None else tuple(row[2:]))
+
+    async def _read_one(
+        self, engine: AsyncEngine, read: PreparedRead, sql: str, params: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
         if self.is_sqlite:
             async with self.engine.connect() as conn:
                 first: Sequence[Any] | None = (await conn.execute(read.statement, params)).first()
                 return first
         # A connection of the pool is idle between units (the dialect begins its transaction
         # on the first statement), so a statement sent on the driver runs on its own.
-        fairy = await self.engine.raw_connection()
+        fairy = await engine.raw_connection()
         driver: Any = fairy.driver_connection
         values = {**read.defaults, **params}
         args = [values[name] for name in read.order]
         try:
             row: Sequence[Any] | None
             if self.pooler == "transaction":
-                row = await (await self._unnamed(fairy, read.sql)).fetchrow(*args)
+                row = await (await self._unnamed(fairy, sql)).fetchrow(*args)
             else:
-                row = await driver.fetchrow(read.sql, *args)
+                row = await driver.fetchrow(sql, *args)
         except BaseException as exc:
             # What SQLAlchemy's own execution would do: a connection in an unknown state is
             # never handed out again, a lost server discards the pool, and the error is the
@@ -262,12 +389,55 @@ class Database:
             if not isinstance(exc, Exception):
                 raise
             if isinstance(exc, DRIVER_CONNECTION_LOST):
-                await self.engine.dispose(close=False)
+                await engine.dispose(close=False)
             if isinstance(exc, (*DRIVER_CONNECTION_LOST, TimeoutError)):
-                raise OperationalError(read.sql, None, exc, connection_invalidated=True) from exc
-            raise DBAPIError(read.sql, None, exc) from exc
+                raise OperationalError(sql, None, exc, connection_invalidated=True) from exc
+            raise DBAPIError(sql, None, exc) from exc
         await greenlet_spawn(fairy.close)
         return row
+
+    @asynccontextmanager
+    async def replica_read(
+        self, account_id: str, *, at_least: int = 0
+    ) -> AsyncIterator[AsyncSession]:
+        """A session for the account's reads that tolerate lag: on a standby that has
+        replayed what the account needs and ``at_least`` (checked in a round trip before the
+        reads, each of which then takes a later snapshot, as in a READ COMMITTED transaction),
+        else a ``transaction()`` on the primary."""
+        chosen = self._replica_for(account_id, at_least)
+        if chosen is not None:
+            replica, needed = chosen
+            session = AsyncSession(replica.engine, expire_on_commit=False)
+            try:
+                replica.saw(await session.scalar(text(REPLAYED)))
+                usable = replica.replayed >= needed
+            except REPLICA_FAILED as exc:
+                replica.failed()
+                REPLICA_READS.labels("primary_failed").inc()
+                log.warning("standby read failed, reading the primary: %s", type(exc).__name__)
+                usable = False
+            else:
+                REPLICA_READS.labels("standby" if usable else "primary_behind").inc()
+            if usable:
+                try:
+                    yield session
+                finally:
+                    await session.close()
+                return
+            await session.close()
+        # On the primary as without standbys: one transaction.
+        async with self.transaction() as session:
+            yield session
+
+    async def wrote(self, account_id: str) -> int | None:
+        """Record that this worker's write for the account committed (read your writes): the
+        primary's position now, at or after that commit. None without standbys."""
+        if not self.replicas:
+            return None
+        async with self._reads.connect() as conn:
+            position = parse_lsn(await conn.scalar(text(WRITTEN)))
+        self.positions.wrote(account_id, position)
+        return position
 
     @staticmethod
     async def _unnamed(fairy: Any, sql: str) -> Any:
@@ -297,3 +467,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        for replica in self.replicas:
+            await replica.engine.dispose()

@@ -18,6 +18,7 @@ from app.directory import repository as directory
 from app.errors import ServiceTokenRequired
 from app.idempotency import IdempotencyStore, IdempotentRequest, make_request
 from app.payments.gateway import Gateway
+from app.read_positions import HEADER, asked_position
 
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` one in a worker thread, a
 # thread hop per dependency per request that cost more than the hot read's own query.
@@ -139,7 +140,39 @@ async def get_caller_apart(account_id: AccountIdPath, principal: PrincipalDep, d
         return await _lookup_caller(session, account_id, principal)
 
 
+async def get_replica_session(
+    request: Request, account_id: AccountIdPath, db: DbDep
+) -> AsyncIterator[AsyncSession]:
+    """A session for the account's reads that tolerate lag (lists, the plan summary): on a
+    standby when SEATS_DATABASE_READ_URL names one that has replayed every change the worker
+    knows of for the account and the caller's own last write (app/read_positions.py), else on
+    the primary. Statements stand alone (``Database.read``): for reads only."""
+    at_least = (
+        asked_position(request.headers.get(HEADER), request.headers.get("cookie"))
+        if db.replicas
+        else 0
+    )
+    async with db.replica_read(account_id, at_least=at_least) as session:
+        yield session
+
+
+ReplicaSessionDep = Annotated[AsyncSession, Depends(get_replica_session, scope="function")]
+
+
+async def get_replica_caller(
+    account_id: AccountIdPath, principal: PrincipalDep, session: ReplicaSessionDep
+) -> Caller:
+    """The caller, read in the request's ``ReplicaSessionDep``."""
+    return await _lookup_caller(session, account_id, principal)
+
+
+async def get_replica_now(session: ReplicaSessionDep, clock: ClockDep) -> datetime:
+    return await clock.now(session)
+
+
 CallerDep = Annotated[Caller, Depends(get_caller)]
+ReplicaCallerDep = Annotated[Caller, Depends(get_replica_caller)]
+ReplicaNowDep = Annotated[datetime, Depends(get_replica_now)]
 CallerApartDep = Annotated[Caller, Depends(get_caller_apart)]
 
 

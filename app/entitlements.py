@@ -20,6 +20,10 @@ What keeps a stale answer out:
   (``AccessListener``).
 * A cached answer is served for ``ttl`` seconds at most: the bound on a connection that died
   without a word, between two of the listener's pings.
+* With standbys (SEATS_DATABASE_READ_URL), a miss may be read on a standby, and stored, only
+  when the standby has replayed the position the listener recorded for the account: on each
+  batch of notifications it reads ``pg_current_wal_insert_lsn()`` on the primary
+  (app/positions.py).
 
 Time is not cached: the trial's end is, and the check compares it with the clock's time on
 every request, so a trial ends exactly when it ends. The stored test clock's time is cached as
@@ -40,6 +44,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import make_url
+
+from app.positions import Positions, parse_lsn
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +206,12 @@ class NotListening(Exception):
 # One round trip, unnamed (the connection has no statement cache): which backend answers,
 # and whether it is listening on the channel.
 PROOF = "SELECT pg_backend_pid(), $1::text IN (SELECT pg_listening_channels())"
+# Read on the primary after notifications arrived: at or after their changes' commit records
+# (a position taken in the trigger would be before its transaction's commit record). The
+# insert position, not ``pg_current_wal_lsn()`` (the write position): under
+# ``synchronous_commit = off`` a commit record may still be in the WAL buffers after its
+# notification is sent, and a standby at the write position would not show it yet.
+POSITION = "SELECT pg_current_wal_insert_lsn()::text"
 
 
 class AccessListener:
@@ -228,9 +240,13 @@ class AccessListener:
         *,
         ping_seconds: float = 1.0,
         retry_seconds: float = 0.5,
+        positions: Positions | None = None,
     ) -> None:
         self.dsn = listener_dsn(database_url)
         self.cache = cache
+        # With standbys: where each notified account's changes end in the WAL.
+        self.positions = positions
+        self._wake = asyncio.Event()
         self.ping_seconds = ping_seconds
         self.retry_seconds = retry_seconds
         self.refused_retry_seconds = 10.0
@@ -276,6 +292,8 @@ class AccessListener:
         self.backend_pid = None
         self.listening.clear()
         self.cache.deaf()
+        if self.positions is not None:
+            self.positions.deaf()
         LISTENING.set(0)
 
     def _stopped(self, reason: str, detail: str) -> None:
@@ -299,7 +317,13 @@ class AccessListener:
             server_settings={"application_name": "seats-access"},
         )
         gone = asyncio.Event()
-        conn.add_termination_listener(lambda _: gone.set())
+        wake = self._wake = asyncio.Event()
+
+        def _gone(_: Any) -> None:
+            gone.set()
+            wake.set()
+
+        conn.add_termination_listener(_gone)
         try:
             # Direct before LISTEN: through a transaction pooler the LISTEN would stay on a
             # server connection that other clients share, and PgBouncer drops that connection
@@ -309,17 +333,31 @@ class AccessListener:
             await self._prove(conn)
             # Listening from here: whatever changed before is flushed, as are reads in flight.
             self.cache.listening()
+            if self.positions is not None:
+                batch = self.positions.batch()
+                self.positions.listening(batch, await self._position(conn))
             self.backend_pid = conn.get_server_pid()
             self.listening.set()
             LISTENING.set(1)
             if self._last_reason is not None:
                 log.info("access cache serving again: the listener proved it listens")
                 self._last_reason = None
+            loop = asyncio.get_running_loop()
+            ping_at = loop.time() + self.ping_seconds
             while not gone.is_set():
-                try:
-                    await asyncio.wait_for(gone.wait(), self.ping_seconds)
-                except TimeoutError:
+                wake.clear()
+                # The ping first when due: a steady stream of notifications must not starve it.
+                if loop.time() >= ping_at:
                     await self._prove(conn)
+                    ping_at = loop.time() + self.ping_seconds
+                    continue
+                if self.positions is not None and self.positions.has_pending:
+                    # One query for every notification that arrived before it is sent.
+                    batch = self.positions.batch()
+                    self.positions.positioned(batch, await self._position(conn))
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), ping_at - loop.time())
             raise ConnectionError("the listening connection was closed")
         finally:
             self._deaf()
@@ -339,5 +377,11 @@ class AccessListener:
         if listens and not listening:
             raise NotListening("not_listening", f"backend {pid} is not listening on {CHANNEL}")
 
+    async def _position(self, conn: Any) -> int:
+        return parse_lsn(await conn.fetchval(POSITION, timeout=self.ping_seconds))
+
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self.cache.invalidate(payload)
+        if self.positions is not None:
+            self.positions.notified(payload)
+            self._wake.set()

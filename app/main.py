@@ -29,6 +29,7 @@ from app.ops import router as ops_router
 from app.payments import make_gateway
 from app.problems import error_response, install_error_handlers, unexpected_error_response
 from app.purchases.routes import router as purchases_router
+from app.read_positions import ReadYourWrites
 from app.schema import head_revision
 from app.seats.hot_route import AgentCheckRoute, agent_check_route
 from app.seats.routes import router as seats_router
@@ -124,7 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ttl=settings.access_cache_ttl_seconds, max_entries=settings.access_cache_entries
     )
     app.state.access_listener = (
-        AccessListener(settings.listen_url, app.state.entitlements)
+        AccessListener(
+            settings.listen_url,
+            app.state.entitlements,
+            positions=db.positions if db.replicas else None,
+        )
         if settings.access_cache and not db.is_sqlite
         else None
     )
@@ -151,6 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # unexpected error, the 413 of a declared oversized body) go through a CORS layer of
     # their own, so that every answer gets the CORS headers, or a browser shows an opaque
     # CORS failure instead of the problem body.
+    if db.replicas:
+        # Read your writes across workers and instances: the position of each write's commit.
+        app.add_middleware(ReadYourWrites, db=db)
     app.add_middleware(AgentCheckRoute, route=agent_check_route(seats_router.routes))
     wrap_answer = None
     if settings.cors_origins:
@@ -161,8 +169,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 inner,
                 allow_origins=origins,
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-                expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Idempotency-Key",
+                    "X-Request-ID",
+                    "Seats-Read-Position",
+                ],
+                expose_headers=[
+                    "X-Request-ID",
+                    "Idempotent-Replayed",
+                    "Retry-After",
+                    "Seats-Read-Position",
+                ],
             )
 
         app.add_middleware(with_cors)

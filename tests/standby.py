@@ -29,8 +29,17 @@ def _as_postgres(args: list[str]) -> list[str]:
 class Standby:
     """A hot standby of the server of ``primary_url``, replicating by streaming."""
 
-    def __init__(self, primary_url: str, *, bindir: str | None = None) -> None:
+    def __init__(
+        self,
+        primary_url: str,
+        *,
+        bindir: str | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.primary = make_url(primary_url)
+        # More server settings (``recovery_min_apply_delay`` for a standby that lags on
+        # purpose).
+        self.settings = settings or {}
         found = bindir or os.environ.get("TEST_PG_BINDIR")
         assert found, "needs the server binaries (TEST_PG_BINDIR of scripts/with-postgres)"
         self.bindir = Path(found)
@@ -110,6 +119,7 @@ class Standby:
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
             f"-c hot_standby=on {self._primary_settings()}"
+            + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         )
         self._run(
             str(self.bindir / "pg_ctl"),

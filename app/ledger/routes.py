@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from app.deps import CallerDep, SessionDep
+from app.deps import CallerDep, ReplicaCallerDep, ReplicaSessionDep, SessionDep
 from app.errors import InvoiceNotFound
 from app.ledger import service
 from app.ledger.schemas import EventOut, InvoiceOut, InvoiceStatusFilter
@@ -42,8 +42,8 @@ InvoiceIdPath = Annotated[str, Depends(valid_invoice_id)]
 
 @router.get("/invoices", response_model=Page[InvoiceOut], responses=problems(403))
 async def list_invoices(
-    caller: CallerDep,
-    session: SessionDep,
+    caller: ReplicaCallerDep,
+    session: ReplicaSessionDep,
     limit: LimitQuery = 20,
     cursor: CursorQuery = None,
     status: Annotated[
@@ -65,7 +65,10 @@ async def get_invoice(
 
 @router.get("/events", response_model=Page[EventOut], responses=problems(403))
 async def list_events(
-    caller: CallerDep, session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
+    caller: ReplicaCallerDep,
+    session: ReplicaSessionDep,
+    limit: LimitQuery = 20,
+    cursor: CursorQuery = None,
 ) -> Page[EventOut]:
     """The audit log, newest first. Admins and services."""
     data, next_cursor = await service.list_events(session, caller, cursor, limit)

@@ -421,7 +421,9 @@ async def agent_check(
     if asked. Primary-key lookups only, so its cost does not grow with the number of users or
     agents. Enums come back as their text (the driver's own values on PostgreSQL)."""
     params = {"account_id": account_id, "caller_id": caller_id, "user_id": user_id}
-    row = await db.read_one(_AGENT_CHECK[stored_clock], params)
+    # A standby may answer (SEATS_DATABASE_READ_URL) once it has replayed what the account
+    # needs; the cache stores the answer either way.
+    row = await db.read_one(_AGENT_CHECK[stored_clock], params, account_id=account_id)
     return None if row is None else AgentCheckRow(*row)
 
 

@@ -12,13 +12,15 @@ from app.billing.pricing import MAX_SEATS
 from app.deps import (
     AccountIdPath,
     CallerApartDep,
-    CallerDep,
     ClockDep,
     DbDep,
     IdempotencyDep,
     IdempotentRequestDep,
     NowDep,
     PrincipalDep,
+    ReplicaCallerDep,
+    ReplicaNowDep,
+    ReplicaSessionDep,
     SessionDep,
     SettingsDep,
     UserIdPath,
@@ -46,7 +48,10 @@ router = APIRouter(
 
 @router.get("", response_model=PlanSummary, responses=problems(403))
 async def get_plan(
-    caller: CallerDep, session: SessionDep, settings: SettingsDep, now: NowDep
+    caller: ReplicaCallerDep,
+    session: ReplicaSessionDep,
+    settings: SettingsDep,
+    now: ReplicaNowDep,
 ) -> PlanSummary:
     """The plan summary. Any user of the account, and services."""
     return await service.get_summary(session, caller, settings, now)
@@ -120,7 +125,10 @@ async def remove_seats(
 
 @router.get("/agents", response_model=Page[AgentOut], responses=problems(403))
 async def list_agents(
-    caller: CallerDep, session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
+    caller: ReplicaCallerDep,
+    session: ReplicaSessionDep,
+    limit: LimitQuery = 20,
+    cursor: CursorQuery = None,
 ) -> Page[AgentOut]:
     """The agents, newest first."""
     data, next_cursor = await service.list_agents(session, caller, cursor, limit)
@@ -129,7 +137,10 @@ async def list_agents(
 
 @router.get("/users", response_model=Page[AccountUser], responses=problems(403))
 async def list_users(
-    caller: CallerDep, session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
+    caller: ReplicaCallerDep,
+    session: ReplicaSessionDep,
+    limit: LimitQuery = 20,
+    cursor: CursorQuery = None,
 ) -> Page[AccountUser]:
     """The account's users from the directory, newest first, with whether each is an agent:
     whom to assign. Admins, the primary admin and services."""
