@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from tests.live import free_port
 
@@ -154,3 +154,18 @@ class Standby:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def multi_host_url(urls: list[str]) -> str:
+    """One SQLAlchemy URL naming the hosts of ``urls`` in their order (same database and user
+    as the first), which connects to whichever takes writes: the form of a failover
+    ``SEATS_DATABASE_URL`` (SQLAlchemy's asyncpg dialect passes each ``host=`` on)."""
+    first = make_url(urls[0])
+    hosts = [f"{make_url(url).host}:{make_url(url).port}" for url in urls]
+    return URL.create(
+        first.drivername,
+        username=first.username,
+        password=first.password,
+        database=first.database,
+        query={**first.query, "host": hosts, "target_session_attrs": "read-write"},
+    ).render_as_string(hide_password=False)
