@@ -165,7 +165,7 @@ def listener_connect_args(database_url: str) -> dict[str, Any]:
     dialect, so the listener connects where the engine does: every ``host=`` of a multi-host
     URL with its port, in order, and ``target_session_attrs`` (a DSN string keeps only the
     last ``host=``, which after a failover may be a standby or a dead server)."""
-    dialect: Any = asyncpg_dialect()
+    dialect: Any = asyncpg_dialect()  # type: ignore[no-untyped-call]
     _, kwargs = dialect.create_connect_args(make_url(database_url))
     # The dialect's own statement cache setting is no driver argument.
     kwargs.pop("prepared_statement_cache_size", None)
