@@ -2,7 +2,9 @@
 scripts/with-postgres, started on a free loopback port with the same server binaries.
 
 For tests of what the service does against a server in recovery (``/readyz``), and for the
-tests of replicas and failover: ``promote()`` turns it into a primary.
+tests of replicas and failover: ``promote()`` turns it into a primary. A failover test kills
+its primary, so it starts one of its own (``Primary``: a fresh cluster, which it may stop
+hard) and a standby of that.
 
 As root, every PostgreSQL program runs as the ``postgres`` user, as scripts/with-postgres runs
 the primary; the cluster's loopback ``trust`` covers the replication connection.
@@ -24,6 +26,137 @@ from tests.live import free_port
 
 def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+class Primary:
+    """A throwaway primary of its own (``initdb``, a free loopback port), for a test that
+    stops it hard; ``url()`` names its ``postgres`` database as the superuser."""
+
+    def __init__(self, *, bindir: str | None = None) -> None:
+        found = bindir or os.environ.get("TEST_PG_BINDIR")
+        assert found, "needs the server binaries (TEST_PG_BINDIR of scripts/with-postgres)"
+        self.bindir = Path(found)
+        self.port = free_port()
+        self.dir: Path | None = None
+
+    @property
+    def datadir(self) -> Path:
+        assert self.dir is not None
+        return self.dir / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str) -> str:
+        assert self.dir is not None
+        done = subprocess.run(
+            _as_postgres(list(args)), capture_output=True, text=True, cwd=self.dir
+        )
+        if done.returncode != 0:
+            log = self.dir / "primary.log"
+            raise RuntimeError(
+                f"{args[0]} failed: {done.stderr}{log.read_text() if log.exists() else ''}"
+            )
+        return done.stdout
+
+    def start(self) -> Primary:
+        self.dir = Path(tempfile.mkdtemp(prefix="seats-primary."))
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-A",
+            "trust",  # loopback only; covers the standby's replication connection too
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
+            "-c max_connections=100 -c wal_level=replica"
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "start",
+            "-D",
+            str(self.datadir),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.dir / "primary.log"),
+            "-o",
+            options,
+        )
+        return self
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        return self._run(
+            str(self.bindir / "psql"),
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+        )
+
+    def replicate_synchronously(self) -> None:
+        """A commit returns only once a standby has it: what a failover that loses nothing
+        committed needs (with asynchronous replication the last commits before a crash may
+        never reach the standby). Set after the standby is streaming, on this server only."""
+        self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        self.psql("SELECT pg_reload_conf()")
+
+    def kill(self) -> None:
+        """Stop hard, as a crash: ``pg_ctl stop -m immediate`` (no shutdown checkpoint, every
+        connection cut)."""
+        self._run(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "immediate")
+
+    def stop(self) -> None:
+        if self.dir is None:
+            return
+        if (self.datadir / "postmaster.pid").exists():
+            subprocess.run(
+                _as_postgres(
+                    [
+                        str(self.bindir / "pg_ctl"),
+                        "stop",
+                        "-D",
+                        str(self.datadir),
+                        "-m",
+                        "immediate",
+                    ]
+                ),
+                capture_output=True,
+                cwd=self.dir,
+            )
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+
+    def __enter__(self) -> Primary:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class Standby:
