@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from sqlalchemy.engine import URL, make_url
 
@@ -28,9 +29,13 @@ def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
-class Primary:
-    """A throwaway primary of its own (``initdb``, a free loopback port), for a test that
-    stops it hard; ``url()`` names its ``postgres`` database as the superuser."""
+class _Cluster:
+    """A PostgreSQL server of the test's own in a temporary directory, on a free loopback
+    port, run with the server binaries of scripts/with-postgres."""
+
+    name = "cluster"  # names its directory and its log
+    # How ``stop()`` ends it (``pg_ctl stop -m``).
+    stop_mode = "fast"
 
     def __init__(self, *, bindir: str | None = None) -> None:
         found = bindir or os.environ.get("TEST_PG_BINDIR")
@@ -44,8 +49,15 @@ class Primary:
         assert self.dir is not None
         return self.dir / "data"
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+    @property
+    def log(self) -> Path:
+        assert self.dir is not None
+        return self.dir / f"{self.name}.log"
+
+    def _make_dir(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"seats-{self.name}."))
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
 
     def _run(self, *args: str) -> str:
         assert self.dir is not None
@@ -53,49 +65,22 @@ class Primary:
             _as_postgres(list(args)), capture_output=True, text=True, cwd=self.dir
         )
         if done.returncode != 0:
-            log = self.dir / "primary.log"
-            raise RuntimeError(
-                f"{args[0]} failed: {done.stderr}{log.read_text() if log.exists() else ''}"
-            )
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"{args[0]} failed: {done.stderr}{log}")
         return done.stdout
 
-    def start(self) -> Primary:
-        self.dir = Path(tempfile.mkdtemp(prefix="seats-primary."))
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres")
-        self._run(
-            str(self.bindir / "initdb"),
-            "-D",
-            str(self.datadir),
-            "-A",
-            "trust",  # loopback only; covers the standby's replication connection too
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        )
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
-            "-c max_connections=100 -c wal_level=replica"
-        )
-        self._run(
-            str(self.bindir / "pg_ctl"),
-            "start",
-            "-D",
-            str(self.datadir),
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(self.dir / "primary.log"),
-            "-o",
-            options,
-        )
-        return self
+    def _pg_ctl(self, *args: str) -> str:
+        return self._run(str(self.bindir / "pg_ctl"), *args, "-D", str(self.datadir))
 
-    def psql(self, sql: str, database: str = "postgres") -> str:
+    def _start_server(self, settings: str) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off {settings}"
+        )
+        self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log), "-o", options)
+
+    def psql(self, sql: str, url: str) -> str:
+        """The rows of ``sql`` on the server of ``url``, one a line (``psql -At``)."""
+        target = make_url(url)
         return self._run(
             str(self.bindir / "psql"),
             "-X",
@@ -103,28 +88,16 @@ class Primary:
             "-v",
             "ON_ERROR_STOP=1",
             "-h",
-            "127.0.0.1",
+            str(target.host),
             "-p",
-            str(self.port),
+            str(target.port),
             "-U",
-            "postgres",
+            str(target.username),
             "-d",
-            database,
+            str(target.database),
             "-c",
             sql,
         )
-
-    def replicate_synchronously(self) -> None:
-        """A commit returns only once a standby has it: what a failover that loses nothing
-        committed needs (with asynchronous replication the last commits before a crash may
-        never reach the standby). Set after the standby is streaming, on this server only."""
-        self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
-        self.psql("SELECT pg_reload_conf()")
-
-    def kill(self) -> None:
-        """Stop hard, as a crash: ``pg_ctl stop -m immediate`` (no shutdown checkpoint, every
-        connection cut)."""
-        self._run(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "immediate")
 
     def stop(self) -> None:
         if self.dir is None:
@@ -138,7 +111,7 @@ class Primary:
                         "-D",
                         str(self.datadir),
                         "-m",
-                        "immediate",
+                        self.stop_mode,
                     ]
                 ),
                 capture_output=True,
@@ -147,8 +120,11 @@ class Primary:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
 
-    def __enter__(self) -> Primary:
+    def __enter__(self) -> Self:
         return self.start()
+
+    def start(self) -> Self:
+        raise NotImplementedError
 
     def __exit__(
         self,
@@ -159,39 +135,61 @@ class Primary:
         self.stop()
 
 
-class Standby:
+class Primary(_Cluster):
+    """A throwaway primary of its own (``initdb``), for a test that stops it hard; ``url()``
+    names one of its databases as the ``postgres`` superuser."""
+
+    name = "primary"
+    stop_mode = "immediate"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> Self:
+        self._make_dir()
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-A",
+            "trust",  # loopback only; covers the standby's replication connection too
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
+        self._start_server("-c max_connections=100 -c wal_level=replica")
+        return self
+
+    def replicate_synchronously(self) -> None:
+        """A commit returns only once a standby has it: what a failover that loses nothing
+        committed needs (with asynchronous replication the last commits before a crash may
+        never reach the standby). Set after the standby is streaming, on this server only."""
+        self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'", self.url())
+        self.psql("SELECT pg_reload_conf()", self.url())
+
+    def kill(self) -> None:
+        """Stop hard, as a crash: ``pg_ctl stop -m immediate`` (no shutdown checkpoint, every
+        connection cut)."""
+        self._pg_ctl("stop", "-m", "immediate")
+
+
+class Standby(_Cluster):
     """A hot standby of the server of ``primary_url``, replicating by streaming."""
 
-    def __init__(self, primary_url: str, *, bindir: str | None = None) -> None:
-        self.primary = make_url(primary_url)
-        found = bindir or os.environ.get("TEST_PG_BINDIR")
-        assert found, "needs the server binaries (TEST_PG_BINDIR of scripts/with-postgres)"
-        self.bindir = Path(found)
-        self.port = free_port()
-        self.dir: Path | None = None
+    name = "standby"
 
-    @property
-    def datadir(self) -> Path:
-        assert self.dir is not None
-        return self.dir / "data"
+    def __init__(self, primary_url: str, *, bindir: str | None = None) -> None:
+        super().__init__(bindir=bindir)
+        self.primary = make_url(primary_url)
 
     def url(self) -> str:
         """``primary_url`` pointed at the standby: same database, same user."""
         return self.primary.set(host="127.0.0.1", port=self.port).render_as_string(
             hide_password=False
         )
-
-    def _run(self, *args: str) -> str:
-        assert self.dir is not None
-        done = subprocess.run(
-            _as_postgres(list(args)), capture_output=True, text=True, cwd=self.dir
-        )
-        if done.returncode != 0:
-            log = self.dir / "standby.log"
-            raise RuntimeError(
-                f"{args[0]} failed: {done.stderr}{log.read_text() if log.exists() else ''}"
-            )
-        return done.stdout
 
     def _primary_settings(self) -> str:
         """The settings a hot standby must not set lower than its primary's (PostgreSQL
@@ -203,27 +201,14 @@ class Standby:
             "max_prepared_transactions",
             "max_locks_per_transaction",
         )
-        values = self._run(
-            str(self.bindir / "psql"),
-            "-X",
-            "-At",
-            "-h",
-            str(self.primary.host),
-            "-p",
-            str(self.primary.port),
-            "-U",
-            str(self.primary.username),
-            "-d",
-            str(self.primary.database),
-            "-c",
+        values = self.psql(
             " UNION ALL ".join(f"SELECT '{name}=' || current_setting('{name}')" for name in names),
+            self.primary.render_as_string(hide_password=False),
         )
         return " ".join(f"-c {line}" for line in values.split())
 
-    def start(self) -> Standby:
-        self.dir = Path(tempfile.mkdtemp(prefix="seats-standby."))
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres")
+    def start(self) -> Self:
+        self._make_dir()
         self._run(
             str(self.bindir / "pg_basebackup"),
             "-h",
@@ -240,53 +225,12 @@ class Standby:
             "--checkpoint=fast",
             "--no-sync",
         )
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
-            f"-c hot_standby=on {self._primary_settings()}"
-        )
-        self._run(
-            str(self.bindir / "pg_ctl"),
-            "start",
-            "-D",
-            str(self.datadir),
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(self.dir / "standby.log"),
-            "-o",
-            options,
-        )
+        self._start_server(f"-c hot_standby=on {self._primary_settings()}")
         return self
 
     def promote(self) -> None:
         """End recovery: the standby becomes a primary that takes writes."""
-        self._run(str(self.bindir / "pg_ctl"), "promote", "-D", str(self.datadir), "-w")
-
-    def stop(self) -> None:
-        if self.dir is None:
-            return
-        if (self.datadir / "postmaster.pid").exists():
-            subprocess.run(
-                _as_postgres(
-                    [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "fast"]
-                ),
-                capture_output=True,
-                cwd=self.dir,
-            )
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir = None
-
-    def __enter__(self) -> Standby:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._pg_ctl("promote", "-w")
 
 
 def multi_host_url(urls: list[str]) -> str:

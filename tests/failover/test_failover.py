@@ -216,7 +216,7 @@ async def test_the_service_follows_a_promoted_standby_within_15_s_and_loses_noth
         PaymentsServer() as payments,
         Receiver() as receiver,
     ):
-        primary.psql(f"CREATE DATABASE {DATABASE}")
+        primary.psql(f"CREATE DATABASE {DATABASE}", primary.url())
         await asyncio.to_thread(migrate, make_settings(primary.url(DATABASE)))
         with Standby(primary.url(DATABASE)) as standby:
             primary.replicate_synchronously()
