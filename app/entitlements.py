@@ -43,6 +43,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from prometheus_client import Counter, Gauge
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 
 from app.positions import Positions, parse_lsn
@@ -165,10 +166,16 @@ class EntitlementCache:
         self._entries -= len(self._accounts.pop(oldest))
 
 
-def listener_dsn(database_url: str) -> str:
-    """The service's SQLAlchemy URL as the plain ``postgresql://`` DSN asyncpg connects to."""
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
+def listener_connect_args(database_url: str) -> dict[str, Any]:
+    """The service's SQLAlchemy URL as asyncpg's keyword arguments, read by the engine's own
+    dialect, so the listener connects where the engine does: every ``host=`` of a multi-host
+    URL with its port, in order, and ``target_session_attrs`` (a DSN string keeps only the
+    last ``host=``, which after a failover may be a standby or a dead server)."""
+    dialect: Any = asyncpg_dialect()  # type: ignore[no-untyped-call]
+    _, kwargs = dialect.create_connect_args(make_url(database_url))
+    # The dialect's own statement cache setting is no driver argument.
+    kwargs.pop("prepared_statement_cache_size", None)
+    return dict(kwargs)
 
 
 LISTENING = Gauge(
@@ -230,7 +237,8 @@ class AccessListener:
     the connection drops, the cache stops serving at once (flushed), ``LISTENING`` goes to 0,
     ``STOPS`` counts the reason, one log line says why, and the agent check reads the
     database until a new connection proves it listens. It reconnects every
-    ``retry_seconds``.
+    ``retry_seconds``, to whichever host of the URL takes writes (``listener_connect_args``):
+    after a failover, the promoted standby once it is promoted.
     """
 
     def __init__(
@@ -242,7 +250,7 @@ class AccessListener:
         retry_seconds: float = 0.5,
         positions: Positions | None = None,
     ) -> None:
-        self.dsn = listener_dsn(database_url)
+        self.connect_args = listener_connect_args(database_url)
         self.cache = cache
         # With standbys: where each notified account's changes end in the WAL.
         self.positions = positions
@@ -310,11 +318,14 @@ class AccessListener:
 
     async def _listen_once(self) -> None:
         conn = await asyncpg.connect(
-            self.dsn,
-            timeout=5,
-            # Nothing named is left on a server connection, even through a pooler by mistake.
-            statement_cache_size=0,
-            server_settings={"application_name": "seats-access"},
+            **{
+                **self.connect_args,
+                "timeout": 5,
+                # Nothing named is left on a server connection, even through a pooler by
+                # mistake.
+                "statement_cache_size": 0,
+                "server_settings": {"application_name": "seats-access"},
+            }
         )
         gone = asyncio.Event()
         wake = self._wake = asyncio.Event()

@@ -9,10 +9,22 @@ server errors) are not stored: the claim is released so that the retry runs agai
 
 Locks and retention use wall-clock time, not the (possibly frozen) test clock: they are about
 processes and storage, not about billing.
+
+A claim is settled by the process that made it, even when the database was away at the time:
+a request cut off by a failover (the primary gone mid-request) cannot release its key, so the
+worker keeps the release and retries it until it lands on the new primary (a fraction of a
+second after the promotion), instead of leaving the key "in use" until its lock expires
+(``lock_seconds``). A retry is then told ``409 idempotency_key_in_use`` only while the first
+request has not been settled, which SPEC §5 keeps for a request still running; and it runs
+again safely: the money paths derive their answer from committed state, and a charge already
+sent is sent again only under its own gateway key (app/collection). A release is conditional
+on the claim's own lock time, so it never frees a key that a retry took over meanwhile. Only
+when the process itself died does a key wait for its lock to expire.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -144,18 +156,39 @@ def _wall_now() -> datetime:
     return datetime.now(UTC)
 
 
+# How often a worker retries the releases it could not make (the database away).
+RELEASE_RETRY_SECONDS = 0.5
+
+
 class IdempotencyStore:
-    def __init__(self, db: Database, *, lock_seconds: float, retention_hours: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lock_seconds: float,
+        retention_hours: int,
+        release_retry_seconds: float = RELEASE_RETRY_SECONDS,
+    ) -> None:
         self.db = db
         self.lock = timedelta(seconds=lock_seconds)
         self.retention = timedelta(hours=retention_hours)
+        self.release_retry_seconds = release_retry_seconds
+        # Claims of this process that it could not release: scope -> (request, lock time).
+        self._unreleased: dict[tuple[str, str, str], tuple[IdempotentRequest, datetime]] = {}
+        self._releaser: asyncio.Task[None] | None = None
 
     async def claim(self, req: IdempotentRequest) -> StoredResponse | None:
         """Claim the key, or return the stored response to replay. Committed at once."""
+        stored, _ = await self._take(req)
+        return stored
+
+    async def _take(self, req: IdempotentRequest) -> tuple[StoredResponse | None, datetime]:
+        """``claim``, and the lock time of the claim made (which its release names)."""
         async with self.db.transaction() as conn:
             for _ in range(2):
+                now = _wall_now()
                 try:
-                    return await self._claim(conn, req, _wall_now())
+                    return await self._claim(conn, req, now), now
                 except _Released:
                     continue
         raise IdempotencyKeyInUse()
@@ -224,21 +257,32 @@ class IdempotencyStore:
             .execution_options(synchronize_session=False)
         )
 
-    async def release(self, req: IdempotentRequest) -> None:
-        """Forget a claim whose outcome a retry may change."""
+    async def release(self, req: IdempotentRequest, locked_at: datetime | None = None) -> None:
+        """Forget a claim whose outcome a retry may change: the one locked at ``locked_at``
+        when given (not a retry's takeover of it), else whichever is running."""
+        mine = () if locked_at is None else (IdempotencyRecord.locked_at == locked_at,)
         async with self.db.transaction() as conn:
             await conn.execute(
-                delete(IdempotencyRecord).where(*_is_key(req), IdempotencyRecord.state == RUNNING)
+                delete(IdempotencyRecord).where(
+                    *_is_key(req), IdempotencyRecord.state == RUNNING, *mine
+                )
             )
 
-    async def finish_with_error(self, req: IdempotentRequest, exc: AppError) -> None:
+    async def finish_with_error(
+        self, req: IdempotentRequest, exc: AppError, locked_at: datetime | None = None
+    ) -> None:
         """Store a final error (e.g. 409 seats_assigned) or release a retryable one."""
         if exc.status >= 500 or exc.code in RETRYABLE_CODES:
-            await self.release(req)
+            await self.release_quietly(req, locked_at)
             return
         body = json.loads(bytes(error_response(exc).body))
-        async with self.db.transaction() as conn:
-            await self.store(conn, req, exc.status, body)
+        try:
+            async with self.db.transaction() as conn:
+                await self.store(conn, req, exc.status, body)
+        except Exception:
+            # Unstored, the retry runs again and reaches the same final error.
+            await self.release_quietly(req, locked_at)
+            raise
 
     async def purge_expired(self, session: AsyncSession) -> int:
         """Delete keys past retention (at least 24 hours, SPEC §5)."""
@@ -292,22 +336,52 @@ class IdempotencyStore:
         self, req: IdempotentRequest, work: Callable[[], Awaitable[StoredResponse]]
     ) -> StoredResponse:
         """Claim the key (or replay it), run ``work``, and settle the claim by its outcome."""
-        stored = await self.claim(req)
+        stored, locked_at = await self._take(req)
         if stored is not None:
             return stored
         try:
             return await work()
         except AppError as exc:
-            await self.finish_with_error(req, exc)
+            await self.finish_with_error(req, exc, locked_at)
             raise
         except BaseException:
-            await self.release_quietly(req)
+            await self.release_quietly(req, locked_at)
             raise
 
-    async def release_quietly(self, req: IdempotentRequest) -> None:
+    async def release_quietly(
+        self, req: IdempotentRequest, locked_at: datetime | None = None
+    ) -> None:
+        """``release``, or when the database is away (often why the request failed), keep
+        the release and retry it in the background until it lands (``_release_later``). The
+        original error is what the caller reports."""
         try:
-            await self.release(req)
-        except Exception:
-            # The database may be why the request failed; the claim then expires after
-            # ``lock_seconds`` and a retry takes it over. The original error is what matters.
-            log.warning("could not release idempotency key", exc_info=True)
+            await self.release(req, locked_at)
+        except Exception as exc:
+            if locked_at is None:
+                log.warning("could not release idempotency key", exc_info=True)
+                return
+            log.warning(
+                "could not release idempotency key (%s); retrying every %s s",
+                type(exc).__name__,
+                self.release_retry_seconds,
+            )
+            self._unreleased[(req.account_id, req.caller, req.key)] = (req, locked_at)
+            if self._releaser is None or self._releaser.done():
+                self._releaser = asyncio.get_running_loop().create_task(self._release_later())
+
+    async def _release_later(self) -> None:
+        """Retry the releases this process could not make, until each lands or its lock has
+        expired (a retry may then take the key over by itself)."""
+        while self._unreleased:
+            await asyncio.sleep(self.release_retry_seconds)
+            for scope, (req, locked_at) in list(self._unreleased.items()):
+                if _wall_now() - locked_at >= self.lock:
+                    del self._unreleased[scope]
+                    continue
+                try:
+                    await self.release(req, locked_at)
+                except Exception:
+                    break  # the database is still away: all of them wait for the next round
+                if self._unreleased.get(scope) == (req, locked_at):
+                    del self._unreleased[scope]
+                log.info("released idempotency key after the database came back")

@@ -3,7 +3,7 @@ store and to serve. The listener and the triggers are tested on PostgreSQL besid
 
 from __future__ import annotations
 
-from app.entitlements import EVERYTHING, EntitlementCache, listener_dsn
+from app.entitlements import EVERYTHING, EntitlementCache, listener_connect_args
 
 
 class Ticks:
@@ -130,4 +130,21 @@ def test_what_it_remembers_of_changes_is_bounded_too() -> None:
 
 def test_the_listener_connects_with_the_services_own_url() -> None:
     url = "postgresql+asyncpg://seats:s%40cret@db.internal:5433/seats?ssl=require"
-    assert listener_dsn(url) == "postgresql://seats:s%40cret@db.internal:5433/seats?ssl=require"
+    assert listener_connect_args(url) == {
+        "user": "seats",
+        "password": "s@cret",
+        "host": "db.internal",
+        "port": 5433,
+        "database": "seats",
+        "ssl": "require",
+    }
+
+
+def test_the_listener_keeps_every_host_of_a_failover_url_in_order() -> None:
+    url = (
+        "postgresql+asyncpg://seats@/seats?host=db-a:5432&host=db-b:5433"
+        "&target_session_attrs=read-write"
+    )
+    args = listener_connect_args(url)
+    assert (args["host"], args["port"]) == (["db-a", "db-b"], [5432, 5433])
+    assert args["target_session_attrs"] == "read-write"
