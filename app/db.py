@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import MetaData, Select, event, text
+from sqlalchemy import MetaData, Select, TextClause, event, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -163,15 +163,27 @@ class PreparedRead:
     own client side (issue 13: 92-103 against 18-20 us). So it is for statements whose columns
     need no conversion on PostgreSQL (text, booleans, ``timestamptz``); SQLite runs the Core
     statement as any other.
+
+    ``pooled``, if given, is what runs instead behind a transaction pooler: the same row from
+    a server-side function, whose query PL/pgSQL plans once per server connection and keeps,
+    where the statement itself, sent unnamed, is planned again on every execution. Its
+    ``:name`` parameters are the statement's.
     """
 
-    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
+    def __init__(
+        self, statement: Select[*tuple[Any, ...]], *, pooled: TextClause | None = None
+    ) -> None:
         self.statement = statement
         compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
         self.sql = str(compiled)
         self.order = tuple(compiled.positiontup or ())
         # The statement's own literals (a ``== 1``), which a caller's params do not name.
         self.defaults = dict(compiled.params)
+        self.pooled_sql, self.pooled_order = self.sql, self.order
+        if pooled is not None:
+            compiled = pooled.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+            self.pooled_sql = str(compiled)
+            self.pooled_order = tuple(compiled.positiontup or ())
 
 
 # The server went away or is shutting down: every pooled connection is as dead as this one.
@@ -245,12 +257,13 @@ class Database:
         fairy = await self.engine.raw_connection()
         driver: Any = fairy.driver_connection
         values = {**read.defaults, **params}
-        args = [values[name] for name in read.order]
         try:
             row: Sequence[Any] | None
             if self.pooler == "transaction":
-                row = await (await self._unnamed(fairy, read.sql)).fetchrow(*args)
+                args = [values[name] for name in read.pooled_order]
+                row = await (await self._unnamed(fairy, read.pooled_sql)).fetchrow(*args)
             else:
+                args = [values[name] for name in read.order]
                 row = await driver.fetchrow(read.sql, *args)
         except BaseException as exc:
             # What SQLAlchemy's own execution would do: a connection in an unknown state is
