@@ -46,7 +46,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from prometheus_client import Counter
-from sqlalchemy import MetaData, Select, event, text
+from sqlalchemy import MetaData, Select, TextClause, event, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -178,15 +178,27 @@ class PreparedRead:
     own client side (issue 13: 92-103 against 18-20 us). So it is for statements whose columns
     need no conversion on PostgreSQL (text, booleans, ``timestamptz``); SQLite runs the Core
     statement as any other.
+
+    ``pooled``, if given, is what runs instead behind a transaction pooler: the same row from
+    a server-side function, whose query PL/pgSQL plans once per server connection and keeps,
+    where the statement itself, sent unnamed, is planned again on every execution. Its
+    ``:name`` parameters are the statement's.
     """
 
-    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
+    def __init__(
+        self, statement: Select[*tuple[Any, ...]], *, pooled: TextClause | None = None
+    ) -> None:
         self.statement = statement
         compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
         self.sql = str(compiled)
         self.order = tuple(compiled.positiontup or ())
         # The statement's own literals (a ``== 1``), which a caller's params do not name.
         self.defaults = dict(compiled.params)
+        self.pooled_sql, self.pooled_order = self.sql, self.order
+        if pooled is not None:
+            compiled = pooled.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+            self.pooled_sql = str(compiled)
+            self.pooled_order = tuple(compiled.positiontup or ())
 
 
 # The server went away or is shutting down: every pooled connection is as dead as this one.
@@ -334,7 +346,7 @@ class Database:
                 answered, row = await self._read_one_on(*chosen, read, params)
                 if answered:
                     return row
-        return await self._read_one(self.engine, read, read.sql, params)
+        return await self._read_one(self.engine, read, params)
 
     async def _read_one_on(
         self, replica: Replica, needed: int, read: PreparedRead, params: Mapping[str, Any]
@@ -349,7 +361,7 @@ class Database:
                 if replica.replayed < needed:
                     REPLICA_READS.labels("primary_behind").inc()
                     return False, None
-            row = await self._read_one(replica.engine, read, _with_replayed(read.sql), params)
+            row = await self._read_one(replica.engine, read, params, replayed=True)
         except REPLICA_FAILED as exc:
             replica.failed()
             REPLICA_READS.labels("primary_failed").inc()
@@ -361,8 +373,15 @@ class Database:
         return True, (None if row[1] is None else tuple(row[2:]))
 
     async def _read_one(
-        self, engine: AsyncEngine, read: PreparedRead, sql: str, params: Mapping[str, Any]
+        self,
+        engine: AsyncEngine,
+        read: PreparedRead,
+        params: Mapping[str, Any],
+        *,
+        replayed: bool = False,
     ) -> Sequence[Any] | None:
+        """``read``'s first row on ``engine``; with ``replayed``, behind the standby's replayed
+        position and a marker of whether the row exists (``_with_replayed``)."""
         if self.is_sqlite:
             async with self.engine.connect() as conn:
                 first: Sequence[Any] | None = (await conn.execute(read.statement, params)).first()
@@ -372,12 +391,15 @@ class Database:
         fairy = await engine.raw_connection()
         driver: Any = fairy.driver_connection
         values = {**read.defaults, **params}
-        args = [values[name] for name in read.order]
         try:
             row: Sequence[Any] | None
             if self.pooler == "transaction":
+                args = [values[name] for name in read.pooled_order]
+                sql = _with_replayed(read.pooled_sql) if replayed else read.pooled_sql
                 row = await (await self._unnamed(fairy, sql)).fetchrow(*args)
             else:
+                args = [values[name] for name in read.order]
+                sql = _with_replayed(read.sql) if replayed else read.sql
                 row = await driver.fetchrow(sql, *args)
         except BaseException as exc:
             # What SQLAlchemy's own execution would do: a connection in an unknown state is

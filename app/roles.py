@@ -50,6 +50,13 @@ PRIVILEGES: dict[str, str] = {
     "alembic_version": "SELECT",
 }
 
+# Function -> the runtime role's privilege on it. Their migrations revoke EXECUTE from
+# PUBLIC, so only the runtime role (and the owner) may call them.
+ROUTINE_PRIVILEGES: dict[str, str] = {
+    # The agent check behind a transaction pooler (app/seats/repository.py).
+    "seats_agent_check(text, text, text, boolean)": "EXECUTE",
+}
+
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
 
 
@@ -105,5 +112,8 @@ def grant_runtime_role(conn: Connection, role: str) -> None:
         # table-level REVOKE also revokes every column-level grant on the table).
         conn.execute(text(f"REVOKE ALL ON TABLE {name} FROM {who}"))
         conn.execute(text(f"GRANT {PRIVILEGES[table]} ON TABLE {name} TO {who}"))
+    for routine, privileges in sorted(ROUTINE_PRIVILEGES.items()):
+        conn.execute(text(f"REVOKE ALL ON FUNCTION {where}.{routine} FROM {who}"))
+        conn.execute(text(f"GRANT {privileges} ON FUNCTION {where}.{routine} TO {who}"))
     conn.execute(text(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {where} FROM {who}"))
     conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {where} TO {who}"))

@@ -12,12 +12,14 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    TextClause,
     bindparam,
     delete,
     exists,
     insert,
     literal_column,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -407,9 +409,27 @@ def _agent_check_statement(*, stored_clock: bool) -> Select[*tuple[Any, ...]]:
     )
 
 
+def _agent_check_function(*, stored_clock: bool) -> TextClause:
+    """The same row from ``seats_agent_check`` (migration 0008), the statement's query kept
+    planned on the server: what runs behind a transaction pooler."""
+    if stored_clock:
+        return text(
+            "SELECT caller_role, user_exists, is_agent, plan_status, trial_ends_at, stored_now "
+            "FROM seats_agent_check(:account_id, :caller_id, :user_id, true)"
+        )
+    return text(
+        "SELECT caller_role, user_exists, is_agent, plan_status, trial_ends_at "
+        "FROM seats_agent_check(:account_id, :caller_id, :user_id, false)"
+    )
+
+
 # Built and compiled once: constructing it on every request cost as much as running it.
 _AGENT_CHECK = {
-    stored: PreparedRead(_agent_check_statement(stored_clock=stored)) for stored in (False, True)
+    stored: PreparedRead(
+        _agent_check_statement(stored_clock=stored),
+        pooled=_agent_check_function(stored_clock=stored),
+    )
+    for stored in (False, True)
 }
 
 

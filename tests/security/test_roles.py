@@ -286,6 +286,11 @@ async def test_grants_are_exact_and_re_applied_by_every_migrate(api_as_app: Api)
             "WHERE grantee = $1",
             APP,
         )
+        functions = await conn.fetch(
+            "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,"
+            " a.privilege_type FROM pg_proc p, aclexplode(p.proacl) a"
+            " WHERE p.proname = 'seats_agent_check'"
+        )
         columns = await conn.fetch(
             "SELECT column_name FROM information_schema.column_privileges "
             "WHERE grantee = $1 AND table_name = 'invoice' AND privilege_type = 'UPDATE'",
@@ -316,6 +321,8 @@ async def test_grants_are_exact_and_re_applied_by_every_migrate(api_as_app: Api)
         "alembic_version": {"SELECT"},
     }
     assert granted == expected
+    # The agent check's function: the runtime role may call it, PUBLIC may not.
+    assert sorted(tuple(row) for row in functions) == [(APP, "EXECUTE"), (OWNER, "EXECUTE")]
     assert {"TRUNCATE", "DELETE"}.isdisjoint(granted["event"] | granted["invoice"])
     assert sorted(r["column_name"] for r in columns) == [
         "charge_id",
@@ -389,6 +396,26 @@ def test_serve_no_migrate_refuses_a_schema_behind_head(
     finally:
         get_settings.cache_clear()
         asyncio.run(_superuser(f"DROP DATABASE IF EXISTS {behind} WITH (FORCE)"))
+
+
+async def test_runtime_role_runs_the_agent_check_behind_a_transaction_pooler(
+    api_as_app: Api,
+) -> None:
+    # Behind a transaction pooler the check calls seats_agent_check, which PUBLIC may not.
+    assert (await api_as_app.start_trial()).status_code == 201
+    assert (await api_as_app.assign("carol")).status_code == 201
+    application = create_app(make_settings(_url(APP), database_pooler="transaction"))
+    transport = httpx.ASGITransport(app=application)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client)
+            for user_id, agent in (("carol", True), ("bob", False)):
+                r = await api.call("GET", "acme", f"/agents/{user_id}", user="alice")
+                assert r.status_code == 200, r.text
+                assert r.json() == {"user_id": user_id, "agent": agent, "active": agent}
+    finally:
+        await application.state.gateway.aclose()
+        await application.state.db.dispose()
 
 
 async def test_the_real_server_serves_as_the_runtime_role(api_as_app: Api) -> None:
