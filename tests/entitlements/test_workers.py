@@ -11,17 +11,16 @@ something.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import NOW, Api, make_settings, postgres_only, user_token
+from tests.conftest import Api, make_settings, postgres_only, user_token
 from tests.entitlements.helpers import unannounced
 from tests.live import LiveServer
+from tests.pinned import Pinned, close_all, pin_to_every_worker, seed_an_agent
 from tests.races.conftest import assert_invariants
 
 pytestmark = postgres_only
@@ -38,78 +37,18 @@ def server(migrated_template: str) -> Iterator[LiveServer]:
         yield live
 
 
-def worker_of(server: LiveServer, client_port: int) -> int:
-    """The pid of the worker that accepted the connection from ``client_port``."""
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
-        if int(local, 16) == server.port and int(remote, 16) == client_port:
-            inodes.add(fields[9])
-    assert server.proc is not None
-    for pid in children(server.proc.pid):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                return pid
-    raise AssertionError(f"no worker holds the connection from port {client_port}")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(p) for p in (task / "children").read_text().split()]
-    return found
-
-
-class Pinned:
-    """A client with one keep-alive connection, so one worker."""
-
-    def __init__(self, url: str) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=url, limits=httpx.Limits(max_connections=1), timeout=30
-        )
-        self.headers = {"Authorization": f"Bearer {user_token('acme', 'carol')}"}
-        self.port = 0
-
-    async def check(self) -> tuple[bool, bool]:
-        r = await self.client.get(CHECK, headers=self.headers)
-        assert r.status_code == 200, r.text
-        port = r.extensions["network_stream"].get_extra_info("client_addr")[1]
-        assert self.port in (0, port), "the connection changed"
-        self.port = port
-        body = r.json()
-        return body["agent"], body["active"]
-
-
 @pytest.fixture
 async def pinned(server: LiveServer, database_url: str) -> AsyncIterator[tuple[Api, list[Pinned]]]:
     """acme on its trial with bob an agent, and clients kept on each of the two workers."""
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         api = Api(client)
-        await api.set_clock(NOW)
-        assert (await api.put_account("acme")).status_code == 201
-        for user_id, role in (("alice", "primary_admin"), ("carol", "user"), ("bob", "user")):
-            assert (await api.put_user("acme", user_id, role)).status_code == 201
-        assert (await api.start_trial()).status_code == 201
-        assert (await api.assign("bob")).status_code == 201
-        clients: list[Pinned] = []
-        workers: dict[int, int] = {}
+        await seed_an_agent(api)
+        token = user_token("acme", "carol")
+        clients = await pin_to_every_worker(server, lambda: Pinned(server.url, CHECK, token))
         try:
-            while len(workers) < 2 or min(workers.values()) < 2:
-                assert len(clients) < 60, f"the kernel kept every connection on {workers}"
-                pinned = Pinned(server.url)
-                clients.append(pinned)
-                assert await pinned.check() == (True, True)
-                pid = worker_of(server, pinned.port)
-                workers[pid] = workers.get(pid, 0) + 1
             yield api, clients
         finally:
-            for pinned in clients:
-                await pinned.client.aclose()
+            await close_all(clients)
 
 
 async def answers(clients: list[Pinned]) -> set[tuple[bool, bool]]:

@@ -40,9 +40,9 @@ import pytest
 from app.cli import migrate
 from tests.conftest import NOW, PG_URL, Api, make_settings, user_token
 from tests.entitlements.helpers import unannounced
-from tests.entitlements.test_workers import worker_of
 from tests.live import LiveServer
 from tests.payments_server import PaymentsServer
+from tests.pinned import Pinned, close_all, pin_to_every_worker
 from tests.standby import Primary, Standby, multi_host_url
 from tests.topology.conftest import run_seats
 from tests.webhooks.conftest import WorkerProcess, create_endpoint
@@ -92,43 +92,6 @@ class Seen:
             self.broken.append(f"{what}: {r.status_code} {r.text[:300]}")
         if r.status_code == 503 and "retry-after" not in r.headers:
             self.broken.append(f"{what}: 503 without Retry-After {r.text[:300]}")
-
-
-class Pinned:
-    """A client with one keep-alive connection, so one worker."""
-
-    def __init__(self, url: str) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=url, limits=httpx.Limits(max_connections=1), timeout=30
-        )
-        self.port = 0
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        r = await self.client.request(method, path, **kwargs)
-        port = r.extensions["network_stream"].get_extra_info("client_addr")[1]
-        assert self.port in (0, port), "the connection changed"
-        self.port = port
-        return r
-
-    async def check(self) -> tuple[bool, bool]:
-        headers = {"Authorization": f"Bearer {user_token(CHECKED, 'carol')}"}
-        r = await self.request("GET", CHECK, headers=headers)
-        assert r.status_code == 200, r.text
-        body = r.json()
-        return body["agent"], body["active"]
-
-
-async def pin_to_every_worker(server: LiveServer) -> list[Pinned]:
-    clients: list[Pinned] = []
-    workers: dict[int, int] = {}
-    while len(workers) < 2 or min(workers.values()) < 2:
-        assert len(clients) < 60, f"the kernel kept every connection on {workers}"
-        pinned = Pinned(server.url)
-        clients.append(pinned)
-        assert await pinned.check() == (True, True)
-        pid = worker_of(server, pinned.port)
-        workers[pid] = workers.get(pid, 0) + 1
-    return clients
 
 
 async def rows(url: str, query: str, *args: Any) -> list[Any]:
@@ -251,7 +214,8 @@ async def run_failover(
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
         api = Api(client)
         await seed(api, receiver)
-        clients = await pin_to_every_worker(server)
+        carol = user_token(CHECKED, "carol")
+        clients = await pin_to_every_worker(server, lambda: Pinned(server.url, CHECK, carol))
         seen = Seen()
         stop = asyncio.Event()
         give_up = time.monotonic() + 60
@@ -383,8 +347,7 @@ async def run_failover(
         assert (await api.unassign("bob", CHECKED)).status_code == 204
         await asyncio.sleep(REVOCATION_DEADLINE)
         assert {await pinned.check() for pinned in clients} == {(False, False)}
-        for pinned in clients:
-            await pinned.client.aclose()
+        await close_all(clients)
 
     env = {**SERVICE_ENV, "SEATS_PAYMENTS_URL": payments.url}
     done = run_seats("billing", "run", database_url=url, **env)

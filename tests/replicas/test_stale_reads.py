@@ -18,10 +18,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import NOW, Api, make_settings, postgres_only, service_token, user_token
+from tests.conftest import Api, make_settings, postgres_only, service_token, user_token
 from tests.entitlements.helpers import unannounced
-from tests.entitlements.test_workers import worker_of
 from tests.live import LiveServer
+from tests.pinned import Pinned, close_all, pin_to_every_worker, seed_an_agent
 from tests.races.conftest import assert_invariants
 from tests.standby import Standby
 
@@ -50,15 +50,8 @@ def server(migrated_template: str, standby: Standby) -> Iterator[LiveServer]:
         yield live
 
 
-class Pinned:
-    """A client with one keep-alive connection, so one worker."""
-
-    def __init__(self, url: str) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=url, limits=httpx.Limits(max_connections=1), timeout=30
-        )
-        self.port = 0
-        self.worker = 0
+class Reader(Pinned):
+    """A pinned client that also reads and writes as anyone, carrying read positions."""
 
     async def call(
         self, method: str, path: str, token: str, *, json: Any = None, position: str | None = None
@@ -68,54 +61,30 @@ class Pinned:
         headers = {"Authorization": f"Bearer {token}"}
         if position is not None:
             headers["Seats-Read-Position"] = position
-        r = await self.client.request(method, path, headers=headers, json=json)
+        r = await self.request(method, path, headers=headers, json=json)
         self.client.cookies.clear()
-        port = r.extensions["network_stream"].get_extra_info("client_addr")[1]
-        assert self.port in (0, port), "the connection changed"
-        self.port = port
         return r
 
     async def get(self, path: str, token: str, position: str | None = None) -> Any:
         r = await self.call("GET", path, token, position=position)
         assert r.status_code == 200, r.text
-        port = r.extensions["network_stream"].get_extra_info("client_addr")[1]
-        assert self.port in (0, port), "the connection changed"
-        self.port = port
         return r.json()
-
-    async def check(self, token: str) -> tuple[bool, bool]:
-        body = await self.get(CHECK, token)
-        return body["agent"], body["active"]
 
 
 @pytest.fixture
-async def pinned(server: LiveServer, database_url: str) -> AsyncIterator[tuple[Api, list[Pinned]]]:
+async def pinned(server: LiveServer, database_url: str) -> AsyncIterator[tuple[Api, list[Reader]]]:
     """acme on its trial with bob an agent, and two clients on each of the two workers."""
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         api = Api(client)
-        await api.set_clock(NOW)
-        assert (await api.put_account("acme")).status_code == 201
-        for user_id, role in (("alice", "primary_admin"), ("carol", "user"), ("bob", "user")):
-            assert (await api.put_user("acme", user_id, role)).status_code == 201
-        assert (await api.start_trial()).status_code == 201
-        assert (await api.assign("bob")).status_code == 201
+        await seed_an_agent(api)
         # The standby has the seeding (only what follows is a test).
         await asyncio.sleep(APPLY_DELAY_MS / 1000 + 0.3)
-        clients: list[Pinned] = []
-        workers: dict[int, int] = {}
         carol = user_token("acme", "carol")
+        clients = await pin_to_every_worker(server, lambda: Reader(server.url, CHECK, carol))
         try:
-            while len(workers) < 2 or min(workers.values()) < 2:
-                assert len(clients) < 60, f"the kernel kept every connection on {workers}"
-                one = Pinned(server.url)
-                clients.append(one)
-                await one.check(carol)
-                pid = one.worker = worker_of(server, one.port)
-                workers[pid] = workers.get(pid, 0) + 1
             yield api, clients
         finally:
-            for one in clients:
-                await one.client.aclose()
+            await close_all(clients)
 
 
 async def standby_sessions(standby: Standby) -> int:
@@ -131,7 +100,7 @@ async def standby_sessions(standby: Standby) -> int:
 
 
 async def test_no_worker_answers_the_agent_check_stale_after_a_revocation(
-    pinned: tuple[Api, list[Pinned]], standby: Standby, database_url: str
+    pinned: tuple[Api, list[Reader]], standby: Standby, database_url: str
 ) -> None:
     api, clients = pinned
     carol = user_token("acme", "carol")
@@ -157,7 +126,7 @@ async def test_no_worker_answers_the_agent_check_stale_after_a_revocation(
 
 
 async def test_a_caller_reads_its_own_writes_on_every_worker(
-    pinned: tuple[Api, list[Pinned]], database_url: str
+    pinned: tuple[Api, list[Reader]], database_url: str
 ) -> None:
     """Users created (no notification) and seats assigned, each followed at once by the
     lists: on the same worker with nothing carried, on the other worker with the position the
@@ -200,7 +169,7 @@ async def test_a_caller_reads_its_own_writes_on_every_worker(
 
 
 async def test_a_listener_that_listens_again_lets_no_standby_answer_from_before(
-    pinned: tuple[Api, list[Pinned]], sql: Any, database_url: str
+    pinned: tuple[Api, list[Reader]], sql: Any, database_url: str
 ) -> None:
     """A change whose notification no worker got (made unannounced here, as one lost while
     the listeners were down): once they listen again, the position at that moment is every

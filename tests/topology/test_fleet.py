@@ -21,8 +21,9 @@ import pytest
 
 from tests.conftest import NOW, Api, problem, user_token
 from tests.entitlements.helpers import unannounced
-from tests.entitlements.test_workers import REVOCATION_DEADLINE, worker_of
+from tests.entitlements.test_workers import REVOCATION_DEADLINE
 from tests.live import LiveServer
+from tests.pinned import Pinned, close_all, pin_to_every_worker
 from tests.races.conftest import statuses
 from tests.topology.conftest import (
     APP,
@@ -181,27 +182,6 @@ async def test_purchases_with_one_key_across_both_instances_charge_once(
 CHECK = "/v1/accounts/revoke/conversations/agents/bob"
 
 
-class Pinned:
-    """A client with one keep-alive connection to one instance, so one worker."""
-
-    def __init__(self, server: LiveServer) -> None:
-        self.server = server
-        self.client = httpx.AsyncClient(
-            base_url=server.url, limits=httpx.Limits(max_connections=1), timeout=30
-        )
-        self.headers = {"Authorization": f"Bearer {user_token('revoke', 'carol')}"}
-        self.port = 0
-
-    async def check(self) -> tuple[bool, bool]:
-        r = await self.client.get(CHECK, headers=self.headers)
-        assert r.status_code == 200, r.text
-        port = r.extensions["network_stream"].get_extra_info("client_addr")[1]
-        assert self.port in (0, port), "the connection changed"
-        self.port = port
-        body = r.json()
-        return body["agent"], body["active"]
-
-
 async def answers(clients: list[Pinned]) -> set[tuple[bool, bool]]:
     return {await pinned.check() for pinned in clients}
 
@@ -215,20 +195,14 @@ async def test_a_revocation_reaches_every_worker_of_both_instances_within_100_ms
         assert (await api.put_user("revoke", user_id, role)).status_code == 201
     assert (await api.start_trial("revoke")).status_code == 201
     assert (await api.assign("bob", "revoke")).status_code == 201
+    carol = user_token("revoke", "carol")
     clients: list[Pinned] = []
-    workers: Counter[int] = Counter()
     try:
-        for server in fleet.instances:
-            mine: set[int] = set()
-            while len(mine) < 2:  # every worker of this instance has a client
-                assert len(clients) < 80, f"the kernel kept every connection on {workers}"
-                pinned = Pinned(server)
-                clients.append(pinned)
-                assert await pinned.check() == (True, True)
-                pid = worker_of(server, pinned.port)
-                mine.add(pid)
-                workers[pid] += 1
-        assert len(workers) == 4
+        for server in fleet.instances:  # a client on every worker of each instance
+            clients += await pin_to_every_worker(
+                server, lambda s=server: Pinned(s.url, CHECK, carol), per_worker=1
+            )
+        assert len({pinned.worker for pinned in clients}) == 4
         await asyncio.sleep(0.3)  # the seeding's own notifications, still on their way
         assert await answers(clients) == {(True, True)}  # every worker has it cached now
         # A change that announces nothing goes unseen: every worker answers from its cache,
@@ -241,8 +215,7 @@ async def test_a_revocation_reaches_every_worker_of_both_instances_within_100_ms
         await asyncio.sleep(REVOCATION_DEADLINE)
         assert await answers(clients) == {(False, False)}
     finally:
-        for pinned in clients:
-            await pinned.client.aclose()
+        await close_all(clients)
     assert_verified(fleet)
 
 
