@@ -44,7 +44,9 @@ async def test_pool_size_a_process_opens_at_most_pool_size_connections_overflow_
         watcher.cancel()
     assert {r.status_code for r in answers} == {200, 201}
     (row,) = await sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'seats'")
-    assert 1 <= max(peak, row[0]) <= 3
+    peak = max(peak, row[0])
+    # The burst kept the pool busy (more than one connection at once), and never past its size.
+    assert 2 <= peak <= 3, peak
 
 
 @pytest.mark.parametrize(
