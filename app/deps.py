@@ -17,6 +17,7 @@ from app.db import Database
 from app.directory import repository as directory
 from app.errors import ServiceTokenRequired
 from app.idempotency import IdempotencyStore, IdempotentRequest, make_request
+from app.operations import key_required
 from app.payments.gateway import Gateway
 from app.read_positions import HEADER, asked_position
 
@@ -197,6 +198,7 @@ async def get_idempotent_request(
         method=request.method,
         path=request.url.path,
         body=await request.body(),
+        required=key_required(request.scope.get("endpoint")),
     )
 
 

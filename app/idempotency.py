@@ -47,6 +47,7 @@ from app.errors import (
     PROBLEM_JSON,
     AppError,
     IdempotencyKeyInUse,
+    IdempotencyKeyRequired,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
 )
@@ -137,10 +138,20 @@ class _Released(Exception):
 
 
 def make_request(
-    *, account_id: str, caller: str, key: str | None, method: str, path: str, body: bytes
+    *,
+    account_id: str,
+    caller: str,
+    key: str | None,
+    method: str,
+    path: str,
+    body: bytes,
+    required: bool = False,
 ) -> IdempotentRequest | None:
-    """The idempotent request for a header value, or None when no key was sent."""
+    """The idempotent request for a header value, or None when no key was sent and the
+    operation does not require one (``required``: its route's declaration, app/operations.py)."""
     if key is None:
+        if required:
+            raise IdempotencyKeyRequired(f"{method} {path} needs an Idempotency-Key header.")
         return None
     if not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey("Idempotency-Key must be 1-255 visible ASCII characters")

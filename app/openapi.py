@@ -1,9 +1,10 @@
 """The OpenAPI document as a contract that generates good clients (SPEC §4).
 
 FastAPI derives the document from the routes and schemas; this module is the one place that
-names operations and schemas for callers and declares what FastAPI cannot see: the problem
-codes of each operation (from the error hierarchy, app/openapi_errors.py), response headers,
-links between the operations a client chains, descriptions and request examples.
+names operations and schemas for callers and adds what FastAPI cannot see: from each route's
+declaration (app/operations.py) its problem codes (typed from the error hierarchy,
+app/openapi_errors.py), its Idempotency-Key and its security; response headers, links
+between the operations a client chains, descriptions and request examples.
 """
 
 from __future__ import annotations
@@ -13,17 +14,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.errors import PROBLEM_JSON
 from app.openapi_descriptions import PARAMETERS, PROPERTIES, RESPONSES
-from app.openapi_errors import describe, errors_of, problem_responses, problem_schema
+from app.openapi_errors import describe, problem_examples, problem_responses, problem_schema
+from app.operations import Key, Operation, operation_of
 
 REF = "#/components/schemas/"
-PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
-# POSTs that replay a stored answer for a repeated Idempotency-Key (SPEC §5).
-IDEMPOTENT = {"startTrial", "createQuote", "purchaseSeats", "removeSeats", "payInvoice"}
-KEY_REQUIRED = {"purchaseSeats"}
 IDEMPOTENCY_KEY_SCHEMA = {
     "type": "string",
     "minLength": 1,
@@ -149,6 +147,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _rename_schemas(doc)
     schemas = components["schemas"]
     schemas["Problem"] = problem_schema()
+    declared = declarations(app)
     components["securitySchemes"] = {
         "bearer": {
             "type": "http",
@@ -158,12 +157,22 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             "(`scope: seats:internal`); see How to authenticate.",
         }
     }
-    for path, operations in doc.get("paths", {}).items():
+    for operations in doc.get("paths", {}).values():
         for operation in operations.values():
-            _operation(path, operation, schemas)
+            _operation(operation, declared[operation["operationId"]], schemas)
     _describe_properties(schemas)
     app.openapi_schema = doc
     return doc
+
+
+def declarations(app: FastAPI) -> dict[str, Operation]:
+    """Each documented operation's declaration, by operationId; ``Undeclared`` for a route
+    that has none (app/operations.py)."""
+    return {
+        route.operation_id or route.unique_id: operation_of(route.endpoint)
+        for route in iter_route_contexts(app.routes)  # the included routers' routes too
+        if isinstance(route.original_route, APIRoute) and route.include_in_schema
+    }
 
 
 def _rename_schemas(doc: dict[str, Any]) -> None:
@@ -188,33 +197,43 @@ def _rename_schemas(doc: dict[str, Any]) -> None:
     walk(doc)
 
 
-def _operation(path: str, operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+def _operation(operation: dict[str, Any], declared: Operation, schemas: dict[str, Any]) -> None:
     op_id = operation["operationId"]
-    if path not in PUBLIC_PATHS:
+    if not declared.public:
         operation["security"] = [{"bearer": []}]
+    keys = [p for p in operation.get("parameters", []) if p["name"] == "Idempotency-Key"]
+    if bool(keys) != declared.idempotent:
+        raise ValueError(
+            f"{op_id} declares key={declared.key} but its handler "
+            f"{'takes' if keys else 'does not take'} the Idempotency-Key dependency"
+        )
     for parameter in operation.get("parameters", []):
         if parameter["name"] == "Idempotency-Key":
             # A plain string: "absent" is not a value a client passes (no `string | null`).
             parameter["schema"] = dict(IDEMPOTENCY_KEY_SCHEMA)
-            parameter["required"] = op_id in KEY_REQUIRED
+            parameter["required"] = declared.key is Key.REQUIRED
         _plain(parameter)
         if not parameter.get("description") and parameter["name"] in PARAMETERS:
             parameter["description"] = PARAMETERS[parameter["name"]]
     _request_example(operation, schemas)
 
     responses = operation["responses"]
-    declared = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
     for status in [s for s in responses if s.isdigit() and int(s) >= 400]:
-        del responses[status]
-    errors = errors_of(op_id, declared)
+        del responses[status]  # FastAPI's own 422; the declared problems replace it
+    errors = declared.errors
     for status, (name, schema) in problem_responses(op_id, errors).items():
         schemas[name] = schema
         responses[status] = {
             "description": describe(errors, int(status)),
-            "content": {PROBLEM_JSON: {"schema": {"$ref": REF + name}}},
+            "content": {
+                PROBLEM_JSON: {
+                    "schema": {"$ref": REF + name},
+                    "examples": problem_examples(errors, int(status)),
+                }
+            },
         }
     for status, response in responses.items():
-        _response_headers(op_id, status, response)
+        _response_headers(declared, status, response)
         if status in RESPONSES.get(op_id, {}):
             response["description"] = RESPONSES[op_id][status]
     for status, links in LINKS.get(op_id, {}).items():
@@ -237,10 +256,10 @@ def _plain(parameter: dict[str, Any]) -> None:
         parameter["schema"] = {**{k: v for k, v in schema.items() if k != "anyOf"}, **kept[0]}
 
 
-def _response_headers(op_id: str, status: str, response: dict[str, Any]) -> None:
+def _response_headers(declared: Operation, status: str, response: dict[str, Any]) -> None:
     headers = response.setdefault("headers", {})
     headers["X-Request-ID"] = HEADERS["X-Request-ID"]
-    if op_id in IDEMPOTENT and status not in ("500", "503"):
+    if declared.idempotent and status not in ("500", "503"):
         # Final answers, errors included, are stored and replayed (SPEC §5).
         headers["Idempotent-Replayed"] = HEADERS["Idempotent-Replayed"]
     if status == "503":

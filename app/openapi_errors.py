@@ -1,10 +1,10 @@
-"""The problems each operation may answer, declared in the OpenAPI from the error hierarchy.
+"""The problems an operation may answer, as OpenAPI responses built from the error hierarchy.
 
-``OPERATION_ERRORS`` names, per operationId, the ``AppError`` classes its handler, services
-and dependencies may raise; ``problem_responses`` turns them into one problem schema per
-status, whose ``code`` is an enum of exactly those codes and whose extra members are typed
-from each class's ``fields``. Nothing about a code is written twice: status, title and
-extras come from app/errors.py.
+Each route declares the ``AppError`` classes its handler, services and dependencies may raise
+(app/operations.py); ``problem_responses`` turns them into one problem schema per status,
+whose ``code`` is an enum of exactly those codes and whose extra members are typed from each
+class's ``fields``, with one example per code. Nothing about a code is written twice: status,
+title and extras come from app/errors.py.
 """
 
 from __future__ import annotations
@@ -13,203 +13,13 @@ from collections import defaultdict
 from http import HTTPStatus
 from typing import Any
 
-from app.errors import (
-    PROBLEM_JSON,
-    AlreadySubscribed,
-    AmountOutOfRange,
-    AppError,
-    Conflict,
-    CurrencyLocked,
-    EventNotFound,
-    IdempotencyKeyInUse,
-    IdempotencyKeyRequired,
-    IdempotencyKeyReused,
-    InternalError,
-    InvalidIdempotencyKey,
-    InvoiceNotFound,
-    InvoiceNotPayable,
-    NoActivePlan,
-    NoEmptySeat,
-    NotADecrease,
-    NotAdmin,
-    NotAnAgent,
-    NotAnIncrease,
-    NotFound,
-    NotPrimaryAdmin,
-    NotReady,
-    PastDue,
-    PayloadTooLarge,
-    PaymentDeclined,
-    PaymentPending,
-    PaymentUnavailable,
-    PrimaryAdminRequired,
-    PurchaseInProgress,
-    PurchaseVoided,
-    QuoteNotFound,
-    QuoteStale,
-    RenewalDue,
-    SeatsAssigned,
-    ServiceTokenRequired,
-    ServiceUnavailable,
-    TrialAlreadyUsed,
-    Unauthenticated,
-    UnknownUser,
-    UnsupportedCurrency,
-    UserNotFound,
-    ValidationFailed,
-    WebhookEndpointLimitReached,
-    WebhookEndpointNotFound,
-    WebhookUrlRefused,
-    error_classes,
-)
-
-Errors = tuple[type[AppError], ...]
-
-# What any authenticated operation may answer: a bad token, an unknown or foreign account,
-# a body over the limit, a bad parameter or body, a bug, the database away.
-EVERY: Errors = (
-    Unauthenticated,
-    NotFound,
-    PayloadTooLarge,
-    ValidationFailed,
-    InternalError,
-    ServiceUnavailable,
-)
-# A user under /v1 must be in the directory.
-USER: Errors = (UnknownUser,)
-# Idempotent POSTs (SPEC §5).
-KEYED: Errors = (InvalidIdempotencyKey, IdempotencyKeyInUse, IdempotencyKeyReused)
-# The platform's endpoints refuse user tokens.
-INTERNAL: Errors = (ServiceTokenRequired,)
-
-OPERATION_ERRORS: dict[str, Errors] = {
-    "getPlan": USER,
-    "startTrial": (
-        *USER,
-        *KEYED,
-        NotPrimaryAdmin,
-        TrialAlreadyUsed,
-        AlreadySubscribed,
-        UnsupportedCurrency,
-    ),
-    "createQuote": (*USER, *KEYED, NotAdmin, RenewalDue, UnsupportedCurrency, AmountOutOfRange),
-    "previewQuote": (*USER, NotAdmin, RenewalDue, UnsupportedCurrency, AmountOutOfRange),
-    "listUsers": (*USER, NotAdmin),
-    "purchaseSeats": (
-        *USER,
-        *KEYED,
-        IdempotencyKeyRequired,
-        NotPrimaryAdmin,
-        PaymentDeclined,
-        QuoteNotFound,
-        PastDue,
-        PurchaseInProgress,
-        NotAnIncrease,
-        SeatsAssigned,
-        QuoteStale,
-        RenewalDue,
-        PaymentPending,
-        PaymentUnavailable,
-        PurchaseVoided,
-        UnsupportedCurrency,
-        AmountOutOfRange,
-    ),
-    "removeSeats": (
-        *USER,
-        *KEYED,
-        NotPrimaryAdmin,
-        NoActivePlan,
-        PurchaseInProgress,
-        NotADecrease,
-        SeatsAssigned,
-        UnsupportedCurrency,
-    ),
-    "listAgents": USER,
-    "checkAgent": (*USER, UserNotFound),
-    "assignAgent": (*USER, NotAdmin, UserNotFound, NoActivePlan, NoEmptySeat),
-    "unassignAgent": (*USER, NotAdmin, NotAnAgent),
-    "listInvoices": (*USER, NotAdmin),
-    "getInvoice": (*USER, NotAdmin, InvoiceNotFound),
-    "payInvoice": (
-        *USER,
-        *KEYED,
-        NotPrimaryAdmin,
-        InvoiceNotFound,
-        InvoiceNotPayable,
-        PaymentDeclined,
-        PaymentPending,
-        PaymentUnavailable,
-        PurchaseVoided,
-    ),
-    "listEvents": (*USER, NotAdmin),
-    # Conflict: a concurrent upsert of the same row won; retrying succeeds.
-    "upsertAccount": (*INTERNAL, CurrencyLocked, UnsupportedCurrency, Conflict),
-    "upsertUser": (*INTERNAL, PrimaryAdminRequired, Conflict),
-    "deleteUser": (*INTERNAL, UserNotFound, PrimaryAdminRequired, Conflict),
-    "setTestClock": INTERNAL,
-    "createWebhookEndpoint": (*INTERNAL, WebhookUrlRefused, WebhookEndpointLimitReached),
-    "listWebhookEndpoints": INTERNAL,
-    "getWebhookEndpoint": (*INTERNAL, WebhookEndpointNotFound),
-    "updateWebhookEndpoint": (*INTERNAL, WebhookEndpointNotFound, WebhookUrlRefused),
-    "deleteWebhookEndpoint": (*INTERNAL, WebhookEndpointNotFound),
-    "rotateWebhookSecret": (*INTERNAL, WebhookEndpointNotFound),
-    "listWebhookDeliveries": (*INTERNAL, WebhookEndpointNotFound),
-    "redeliverEvent": (*INTERNAL, EventNotFound),
-    "runBilling": INTERNAL,
-}
-# Unauthenticated operations: no token, no account, no body.
-PUBLIC_ERRORS: dict[str, Errors] = {
-    "healthz": (InternalError,),
-    "readyz": (InternalError, NotReady),
-    "metrics": (InternalError, Unauthenticated),
-}
-
-_DESCRIPTIONS = {
-    400: "Bad request (problem+json; e.g. idempotency_key_required)",
-    401: "unauthenticated: missing, malformed, expired or wrongly signed token",
-    402: "payment_declined: a failed invoice was recorded, nothing else changed",
-    403: "not_primary_admin, not_admin, unknown_user or service_token_required",
-    404: "not_found (also for another account's path), or the resource's own code",
-    405: "method_not_allowed",
-    409: "Conflict with the current state; `code` says which rule",
-    413: "payload_too_large",
-    422: "validation_error (with `errors`), idempotency_key_reused, or unsupported_currency",
-    500: "internal_error: the body carries the request id, never a traceback",
-    503: "service_unavailable, payment_pending, payment_unavailable or database_conflict "
-    "(with Retry-After): retry later",
-}
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` entries for these statuses, plus those every endpoint may answer.
-
-    The document replaces them with the codes of ``OPERATION_ERRORS``; an operation missing
-    there keeps every code of these statuses.
-    """
-    every = (401, 404, 413, 422, 500, 503)
-    return {
-        status: {
-            "description": _DESCRIPTIONS[status],
-            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-        for status in sorted({*statuses, *every})
-    }
-
-
-def errors_of(operation_id: str, declared_statuses: set[int]) -> Errors:
-    """The errors an operation may answer; by declared status for one not in the table."""
-    if operation_id in PUBLIC_ERRORS:
-        return PUBLIC_ERRORS[operation_id]
-    if operation_id in OPERATION_ERRORS:
-        return (*EVERY, *OPERATION_ERRORS[operation_id])
-    return tuple(cls for cls in error_classes() if cls.status in declared_statuses)
-
+from app.errors import AppError
+from app.operations import Errors
 
 _BASE_PROPERTIES: dict[str, Any] = {
     "type": {
         "type": "string",
         "description": "A URI naming the problem: `https://seats.conversations/problems/<code>`.",
-        "examples": ["https://seats.conversations/problems/seats_assigned"],
     },
     "title": {"type": "string", "description": "The problem in a few words; fixed per code."},
     "status": {"type": "integer", "description": "The HTTP status, repeated."},
@@ -217,13 +27,13 @@ _BASE_PROPERTIES: dict[str, Any] = {
     "code": {
         "type": "string",
         "description": "The stable machine-readable code: branch on this, never on the text.",
-        "examples": ["seats_assigned"],
     },
     "request_id": {
         "type": ["string", "null"],
         "description": "The request's `X-Request-ID`, for a support ticket.",
     },
 }
+PROBLEM_TYPE = "https://seats.conversations/problems/"
 _REQUIRED = ["type", "title", "status", "detail", "code", "request_id"]
 
 
@@ -237,6 +47,11 @@ def problem_schema() -> dict[str, Any]:
         "properties": _BASE_PROPERTIES,
         "required": _REQUIRED,
     }
+
+
+def problem_type(code: str) -> str:
+    """The problem's ``type`` URI, as app/problems.py answers it."""
+    return f"{PROBLEM_TYPE}{code}"
 
 
 def _camel(text: str) -> str:
@@ -286,3 +101,22 @@ def describe(errors: Errors, status: int) -> str:
     """A response description that lists its codes and their titles."""
     lines = [f"`{cls.code}`: {cls.title}." for cls in errors if cls.status == status]
     return " ".join(sorted(set(lines)))
+
+
+def problem_examples(errors: Errors, status: int) -> dict[str, dict[str, Any]]:
+    """One example per code of ``status``, named by its code: its own ``type`` and ``code``."""
+    return {
+        cls.code: {
+            "summary": cls.title,
+            "value": {
+                "type": problem_type(cls.code),
+                "title": cls.title,
+                "status": cls.status,
+                "detail": f"{cls.title}.",
+                "code": cls.code,
+                "request_id": "3b2f7c0e9a4d4f51",
+            },
+        }
+        for cls in sorted(set(errors), key=lambda cls: cls.code)
+        if cls.status == status
+    }

@@ -17,7 +17,7 @@ from app.clock import DatabaseTestClock
 from app.deps import ClockDep, DbDep, ServiceDep, SettingsDep
 from app.directory.schemas import IsoText
 from app.errors import NotFound, NotReady, Unauthenticated
-from app.openapi_errors import problems
+from app.operations import INTERNAL, declare
 from app.problems import error_response
 
 router = APIRouter()
@@ -42,12 +42,14 @@ class TestClockOut(BaseModel):
 
 
 @router.get("/healthz", tags=["operations"])
+@declare(public=True)
 async def healthz() -> Health:
     """The process is alive."""
     return Health(status="ok")
 
 
-@router.get("/readyz", tags=["operations"], response_model=Readiness, responses=problems(503))
+@router.get("/readyz", tags=["operations"], response_model=Readiness)
+@declare(NotReady, public=True)
 async def readyz(request: Request, db: DbDep) -> Any:
     """The database answers, takes writes (not a server in recovery) and its schema is at the
     migrations' head. Each reason to answer 503 is logged, in one line."""
@@ -85,9 +87,8 @@ def _first_line(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {message.splitlines()[0] if message else ''}"
 
 
-@router.get(
-    "/metrics", tags=["operations"], response_class=PlainTextResponse, responses=problems(401)
-)
+@router.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+@declare(Unauthenticated, public=True)
 async def metrics(settings: SettingsDep, authorization: MetricsAuthorization = None) -> Any:
     """Prometheus text: requests by method, route and status; latency; charges.
 
@@ -128,8 +129,8 @@ class TestClockIn(BaseModel):
     "/internal/v1/test-clock",
     tags=["internal: testing"],
     response_model=TestClockOut,
-    responses=problems(403),
 )
+@declare(*INTERNAL)
 async def set_test_clock(
     body: TestClockIn, _: ServiceDep, db: DbDep, settings: SettingsDep, clock: ClockDep
 ) -> dict[str, datetime]:

@@ -15,34 +15,45 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.config import Settings  # noqa: E402
 from app.errors import AppError, MethodNotAllowed, error_classes  # noqa: E402
-from app.openapi_errors import EVERY, OPERATION_ERRORS, PUBLIC_ERRORS  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.openapi import declarations  # noqa: E402
+from app.operations import EVERY, Errors  # noqa: E402
 
 README = ROOT / "README.md"
 START = "<!-- error-codes:start (scripts/error_codes.py writes this table) -->"
 END = "<!-- error-codes:end -->"
 
 
-def _operations(cls: type[AppError]) -> str:
+def _declared() -> dict[str, Errors]:
+    """Each operation's own problems, as its route declares them (app/operations.py)."""
+    # Any settings do: the routes are the same whatever they say.
+    settings = Settings(database_url="sqlite+aiosqlite:///:memory:", jwt_secret="-" * 32)
+    app = create_app(settings)
+    return {op_id: operation.errors for op_id, operation in declarations(app).items()}
+
+
+def _operations(cls: type[AppError], declared: dict[str, Errors]) -> str:
     if cls in EVERY:
         return "any"
     if cls is MethodNotAllowed:
         return "any path, with a method it does not serve"
-    ids = [op for op, errors in {**OPERATION_ERRORS, **PUBLIC_ERRORS}.items() if cls in errors]
+    ids = [op for op, errors in declared.items() if cls in errors]
     return ", ".join(f"`{op}`" for op in ids) or "-"
 
 
 def render() -> str:
     """The Markdown table: every code once, by status, with what it carries and who answers."""
+    declared = _declared()
     rows = [
         "| status | `code` | meaning | extra members | answered by |",
         "|---|---|---|---|---|",
     ]
     for cls in error_classes():
         extras = ", ".join(f"`{name}`" for name in cls.fields) or "-"
-        rows.append(
-            f"| {cls.status} | `{cls.code}` | {cls.title}. | {extras} | {_operations(cls)} |"
-        )
+        answered = _operations(cls, declared)
+        rows.append(f"| {cls.status} | `{cls.code}` | {cls.title}. | {extras} | {answered} |")
     return "\n".join(rows)
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from app import errors as errors_module
 from app.errors import AppError, error_classes
 from app.main import create_app
-from app.openapi_errors import OPERATION_ERRORS, PUBLIC_ERRORS
+from app.operations import Key, Undeclared, operation_of
 from tests.conftest import make_settings
 
 Json = dict[str, Any]
@@ -53,9 +54,79 @@ def test_operation_ids_are_short_camel_case_and_tagged(doc: Json) -> None:
         assert expected in ids
 
 
-def test_every_operation_has_its_errors_declared(doc: Json) -> None:
-    """A new operation must say which problems it answers (app/openapi_errors.py)."""
-    assert set(by_id(doc)) == set(OPERATION_ERRORS) | set(PUBLIC_ERRORS)
+def declared_routes() -> dict[str, Any]:
+    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"))
+    return {
+        route.operation_id or route.unique_id: route
+        for route in iter_route_contexts(app.routes)
+        if isinstance(route.original_route, APIRoute) and route.include_in_schema
+    }
+
+
+def test_every_operation_declares_its_problems_at_its_route(doc: Json) -> None:
+    """A new operation says which problems it answers, at its route (app/operations.py), and
+    the document's codes are exactly those."""
+    routes = declared_routes()
+    assert set(routes) == set(by_id(doc))
+    for op_id, route in routes.items():
+        declared = {cls.code for cls in operation_of(route.endpoint).errors}
+        documented = {
+            code
+            for status, response in by_id(doc)[op_id]["responses"].items()
+            if status[0] in "45"
+            for code in resolve(doc, response["content"]["application/problem+json"]["schema"])[
+                "properties"
+            ]["code"]["enum"]
+        }
+        assert documented == declared, op_id
+
+
+def test_an_undeclared_route_fails_the_document() -> None:
+    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"))
+
+    @app.get("/v1/accounts/{account_id}/conversations/undeclared")
+    async def undeclared(account_id: str) -> dict[str, str]:
+        return {}
+
+    with pytest.raises(Undeclared, match="undeclared"):
+        app.openapi()
+
+
+def test_the_idempotency_key_documented_is_the_one_declared(doc: Json) -> None:
+    routes = declared_routes()
+    for op_id, op in by_id(doc).items():
+        key = operation_of(routes[op_id].endpoint).key
+        params = [p for p in op.get("parameters", []) if p["name"] == "Idempotency-Key"]
+        assert bool(params) == (key is not Key.NONE), op_id
+        if params:
+            assert params[0]["required"] is (key is Key.REQUIRED), op_id
+        for status, response in op["responses"].items():
+            if status not in ("500", "503"):  # final answers are replayed (SPEC §5)
+                replayed = "Idempotent-Replayed" in response["headers"]
+                assert replayed == (key is not Key.NONE), (op_id, status)
+    assert operation_of(routes["purchaseSeats"].endpoint).key is Key.REQUIRED
+
+
+def test_each_problem_example_is_its_own_code(doc: Json) -> None:
+    """`/docs` shows each code's own `type` and `code`, never another problem's."""
+    for _, path, op in operations(doc):
+        for status, response in op["responses"].items():
+            if status[0] not in "45":
+                continue
+            media = response["content"]["application/problem+json"]
+            schema = resolve(doc, media["schema"])
+            codes = schema["properties"]["code"]["enum"]
+            examples = media.get("examples", {})
+            assert sorted(examples) == sorted(codes), (path, status)
+            for code, example in examples.items():
+                value = example["value"]
+                assert value["code"] == code, (path, status)
+                assert value["type"] == f"https://seats.conversations/problems/{code}"
+                assert value["status"] == int(status)
+                assert set(schema["required"]) <= set(value), (path, status, code)
+            for member in ("type", "code"):
+                for shown in schema["properties"][member].get("examples", []):
+                    assert shown.rsplit("/", 1)[-1] in codes, (path, status, shown)
 
 
 def test_schema_names_are_resource_names(doc: Json) -> None:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from app.billing_run.run import BillingRun, RunReport, run_billing
 from app.deps import ClockDep, CollectorDep, DbDep, IdempotencyDep, ServiceDep, SettingsDep
-from app.openapi_errors import problems
+from app.operations import INTERNAL, declare
 
 router = APIRouter(tags=["internal: billing"])
 
@@ -15,8 +15,8 @@ router = APIRouter(tags=["internal: billing"])
     "/internal/v1/billing/run",
     operation_id="runBilling",
     response_model=RunReport,
-    responses=problems(403),
 )
+@declare(*INTERNAL)
 async def billing_run(
     _: ServiceDep,
     db: DbDep,

@@ -7,9 +7,18 @@ from fastapi.responses import JSONResponse
 
 from app.collection.pay import pay_invoice as pay
 from app.deps import CallerApartDep, CollectorDep, DbDep, IdempotencyDep, IdempotentRequestDep
+from app.errors import (
+    InvoiceNotFound,
+    InvoiceNotPayable,
+    NotPrimaryAdmin,
+    PaymentDeclined,
+    PaymentPending,
+    PaymentUnavailable,
+    PurchaseVoided,
+)
 from app.ledger.routes import InvoiceIdPath
 from app.ledger.schemas import InvoiceOut
-from app.openapi_errors import problems
+from app.operations import USER, Key, declare
 
 router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["ledger"])
 
@@ -17,7 +26,17 @@ router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["ledg
 @router.post(
     "/invoices/{invoice_id}/pay",
     response_model=InvoiceOut,
-    responses=problems(400, 402, 403, 409, 503),
+)
+@declare(
+    *USER,
+    NotPrimaryAdmin,
+    InvoiceNotFound,
+    InvoiceNotPayable,
+    PaymentDeclined,
+    PaymentPending,
+    PaymentUnavailable,
+    PurchaseVoided,
+    key=Key.OPTIONAL,
 )
 async def pay_invoice(
     invoice_id: InvoiceIdPath,

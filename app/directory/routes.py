@@ -7,7 +7,14 @@ from fastapi import APIRouter, Response
 from app.deps import AccountIdPath, NowDep, ServiceDep, SessionDep, SettingsDep, UserIdPath
 from app.directory import service
 from app.directory.schemas import AccountIn, AccountOut, UserIn, UserOut
-from app.openapi_errors import problems
+from app.errors import (
+    Conflict,
+    CurrencyLocked,
+    PrimaryAdminRequired,
+    UnsupportedCurrency,
+    UserNotFound,
+)
+from app.operations import INTERNAL, declare
 from app.retry import RetryOnConflictRoute
 from app.seats import members
 
@@ -20,8 +27,10 @@ router = APIRouter(
     "/{account_id}",
     response_model=AccountOut,
     status_code=200,
-    responses={201: {"description": "Created", "model": AccountOut}, **problems(403, 409)},
+    responses={201: {"description": "Created", "model": AccountOut}},
 )
+# Conflict: a concurrent upsert of the same row won; retrying succeeds.
+@declare(*INTERNAL, CurrencyLocked, UnsupportedCurrency, Conflict)
 async def upsert_account(
     account_id: AccountIdPath,
     body: AccountIn,
@@ -41,8 +50,9 @@ async def upsert_account(
     "/{account_id}/users/{user_id}",
     response_model=UserOut,
     status_code=200,
-    responses={201: {"description": "Created", "model": UserOut}, **problems(403, 409)},
+    responses={201: {"description": "Created", "model": UserOut}},
 )
+@declare(*INTERNAL, PrimaryAdminRequired, Conflict)
 async def upsert_user(
     account_id: AccountIdPath,
     user_id: UserIdPath,
@@ -58,7 +68,8 @@ async def upsert_user(
     return UserOut.model_validate(user)
 
 
-@router.delete("/{account_id}/users/{user_id}", status_code=204, responses=problems(403, 409))
+@router.delete("/{account_id}/users/{user_id}", status_code=204)
+@declare(*INTERNAL, UserNotFound, PrimaryAdminRequired, Conflict)
 async def delete_user(
     account_id: AccountIdPath,
     user_id: UserIdPath,

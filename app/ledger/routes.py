@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from app.deps import CallerDep, ReplicaCallerDep, ReplicaSessionDep, SessionDep
-from app.errors import InvoiceNotFound
+from app.errors import InvoiceNotFound, NotAdmin
 from app.ledger import service
 from app.ledger.schemas import EventOut, InvoiceOut, InvoiceStatusFilter
-from app.openapi_errors import problems
+from app.operations import USER, declare
 from app.pagination import CursorQuery, LimitQuery, Page
 from app.retry import RetryOnConflictRoute
 
@@ -40,7 +40,8 @@ async def valid_invoice_id(
 InvoiceIdPath = Annotated[str, Depends(valid_invoice_id)]
 
 
-@router.get("/invoices", response_model=Page[InvoiceOut], responses=problems(403))
+@router.get("/invoices", response_model=Page[InvoiceOut])
+@declare(*USER, NotAdmin)
 async def list_invoices(
     caller: ReplicaCallerDep,
     session: ReplicaSessionDep,
@@ -55,7 +56,8 @@ async def list_invoices(
     return Page(data=data, next_cursor=next_cursor)
 
 
-@router.get("/invoices/{invoice_id}", response_model=InvoiceOut, responses=problems(403))
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
+@declare(*USER, NotAdmin, InvoiceNotFound)
 async def get_invoice(
     invoice_id: InvoiceIdPath, caller: CallerDep, session: SessionDep
 ) -> InvoiceOut:
@@ -63,7 +65,8 @@ async def get_invoice(
     return await service.get_invoice(session, caller, invoice_id)
 
 
-@router.get("/events", response_model=Page[EventOut], responses=problems(403))
+@router.get("/events", response_model=Page[EventOut])
+@declare(*USER, NotAdmin)
 async def list_events(
     caller: ReplicaCallerDep,
     session: ReplicaSessionDep,

@@ -14,7 +14,23 @@ from app.deps import (
     IdempotentRequestDep,
     SettingsDep,
 )
-from app.openapi_errors import problems
+from app.errors import (
+    AmountOutOfRange,
+    NotAnIncrease,
+    NotPrimaryAdmin,
+    PastDue,
+    PaymentDeclined,
+    PaymentPending,
+    PaymentUnavailable,
+    PurchaseInProgress,
+    PurchaseVoided,
+    QuoteNotFound,
+    QuoteStale,
+    RenewalDue,
+    SeatsAssigned,
+    UnsupportedCurrency,
+)
+from app.operations import USER, Key, declare
 from app.purchases import service
 from app.seats.schemas import PurchaseIn, PurchaseOut
 
@@ -25,7 +41,24 @@ router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["seat
     "/purchases",
     status_code=201,
     response_model=PurchaseOut,
-    responses=problems(400, 402, 403, 409, 422, 503),
+)
+@declare(
+    *USER,
+    NotPrimaryAdmin,
+    PaymentDeclined,
+    QuoteNotFound,
+    PastDue,
+    PurchaseInProgress,
+    NotAnIncrease,
+    SeatsAssigned,
+    QuoteStale,
+    RenewalDue,
+    PaymentPending,
+    PaymentUnavailable,
+    PurchaseVoided,
+    UnsupportedCurrency,
+    AmountOutOfRange,
+    key=Key.REQUIRED,
 )
 async def purchase_seats(
     body: PurchaseIn,

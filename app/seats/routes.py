@@ -25,7 +25,23 @@ from app.deps import (
     SettingsDep,
     UserIdPath,
 )
-from app.openapi_errors import problems
+from app.errors import (
+    AlreadySubscribed,
+    AmountOutOfRange,
+    NoActivePlan,
+    NoEmptySeat,
+    NotADecrease,
+    NotAdmin,
+    NotAnAgent,
+    NotPrimaryAdmin,
+    PurchaseInProgress,
+    RenewalDue,
+    SeatsAssigned,
+    TrialAlreadyUsed,
+    UnsupportedCurrency,
+    UserNotFound,
+)
+from app.operations import USER, Key, declare
 from app.pagination import CursorQuery, LimitQuery, Page
 from app.retry import RetryOnConflictRoute
 from app.seats import hot_route, service
@@ -46,7 +62,8 @@ router = APIRouter(
 )
 
 
-@router.get("", response_model=PlanSummary, responses=problems(403))
+@router.get("", response_model=PlanSummary)
+@declare(*USER)
 async def get_plan(
     caller: ReplicaCallerDep,
     session: ReplicaSessionDep,
@@ -57,8 +74,14 @@ async def get_plan(
     return await service.get_summary(session, caller, settings, now)
 
 
-@router.post(
-    "/trial", status_code=201, response_model=PlanSummary, responses=problems(400, 403, 409)
+@router.post("/trial", status_code=201, response_model=PlanSummary)
+@declare(
+    *USER,
+    NotPrimaryAdmin,
+    TrialAlreadyUsed,
+    AlreadySubscribed,
+    UnsupportedCurrency,
+    key=Key.OPTIONAL,
 )
 async def start_trial(
     caller: CallerApartDep,
@@ -80,7 +103,8 @@ SeatsQuery = Annotated[
 ]
 
 
-@router.get("/quote-preview", response_model=QuotePreview, responses=problems(403, 409))
+@router.get("/quote-preview", response_model=QuotePreview)
+@declare(*USER, NotAdmin, RenewalDue, UnsupportedCurrency, AmountOutOfRange)
 async def preview_quote(
     seats: SeatsQuery, caller: CallerApartDep, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> QuotePreview:
@@ -89,7 +113,8 @@ async def preview_quote(
     return await service.preview_quote(db, clock, caller, seats, settings)
 
 
-@router.post("/quotes", status_code=201, response_model=QuoteOut, responses=problems(400, 403, 409))
+@router.post("/quotes", status_code=201, response_model=QuoteOut)
+@declare(*USER, NotAdmin, RenewalDue, UnsupportedCurrency, AmountOutOfRange, key=Key.OPTIONAL)
 async def create_quote(
     body: SeatsIn,
     caller: CallerApartDep,
@@ -106,7 +131,17 @@ async def create_quote(
     )
 
 
-@router.post("/removals", response_model=PlanSummary, responses=problems(400, 403, 409))
+@router.post("/removals", response_model=PlanSummary)
+@declare(
+    *USER,
+    NotPrimaryAdmin,
+    NoActivePlan,
+    PurchaseInProgress,
+    NotADecrease,
+    SeatsAssigned,
+    UnsupportedCurrency,
+    key=Key.OPTIONAL,
+)
 async def remove_seats(
     body: SeatsIn,
     caller: CallerApartDep,
@@ -123,7 +158,8 @@ async def remove_seats(
     )
 
 
-@router.get("/agents", response_model=Page[AgentOut], responses=problems(403))
+@router.get("/agents", response_model=Page[AgentOut])
+@declare(*USER)
 async def list_agents(
     caller: ReplicaCallerDep,
     session: ReplicaSessionDep,
@@ -135,7 +171,8 @@ async def list_agents(
     return Page(data=data, next_cursor=next_cursor)
 
 
-@router.get("/users", response_model=Page[AccountUser], responses=problems(403))
+@router.get("/users", response_model=Page[AccountUser])
+@declare(*USER, NotAdmin)
 async def list_users(
     caller: ReplicaCallerDep,
     session: ReplicaSessionDep,
@@ -148,6 +185,7 @@ async def list_users(
     return Page(data=data, next_cursor=next_cursor)
 
 
+@declare(*USER, UserNotFound)
 async def check_agent(
     account_id: AccountIdPath,
     user_id: UserIdPath,
@@ -174,7 +212,6 @@ router.add_api_route(
     check_agent,
     methods=["GET"],
     response_model=AgentCheck,
-    responses=problems(403),
     route_class_override=APIRoute,
 )
 
@@ -183,8 +220,9 @@ router.add_api_route(
     "/agents/{user_id}",
     status_code=201,
     response_model=AgentOut,
-    responses={200: {"description": "Already an agent", "model": AgentOut}, **problems(403, 409)},
+    responses={200: {"description": "Already an agent", "model": AgentOut}},
 )
+@declare(*USER, NotAdmin, UserNotFound, NoActivePlan, NoEmptySeat)
 async def assign_agent(
     account_id: AccountIdPath,
     user_id: UserIdPath,
@@ -200,7 +238,8 @@ async def assign_agent(
     return agent
 
 
-@router.delete("/agents/{user_id}", status_code=204, responses=problems(403))
+@router.delete("/agents/{user_id}", status_code=204)
+@declare(*USER, NotAdmin, NotAnAgent)
 async def unassign_agent(
     account_id: AccountIdPath,
     user_id: UserIdPath,

@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from app.deps import NowDep, ServiceDep, SessionDep, SettingsDep
-from app.openapi_errors import problems
+from app.errors import (
+    EventNotFound,
+    WebhookEndpointLimitReached,
+    WebhookEndpointNotFound,
+    WebhookUrlRefused,
+)
+from app.operations import INTERNAL, declare
 from app.pagination import CursorQuery, LimitQuery, Page
 from app.webhooks import service
 from app.webhooks.schemas import (
@@ -43,9 +49,9 @@ def _with_secret(endpoint: object) -> WebhookEndpointSecret:
     "/endpoints",
     status_code=201,
     response_model=WebhookEndpointSecret,
-    responses=problems(403),
     operation_id="createWebhookEndpoint",
 )
+@declare(*INTERNAL, WebhookUrlRefused, WebhookEndpointLimitReached)
 async def create_endpoint(
     body: EndpointIn, _: ServiceDep, session: SessionDep, now: NowDep, settings: SettingsDep
 ) -> WebhookEndpointSecret:
@@ -64,9 +70,9 @@ async def create_endpoint(
 @router.get(
     "/endpoints",
     response_model=Page[WebhookEndpoint],
-    responses=problems(403),
     operation_id="listWebhookEndpoints",
 )
+@declare(*INTERNAL)
 async def list_endpoints(
     _: ServiceDep, session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
 ) -> Page[WebhookEndpoint]:
@@ -78,9 +84,9 @@ async def list_endpoints(
 @router.get(
     "/endpoints/{endpoint_id}",
     response_model=WebhookEndpoint,
-    responses=problems(403),
     operation_id="getWebhookEndpoint",
 )
+@declare(*INTERNAL, WebhookEndpointNotFound)
 async def get_endpoint(
     endpoint_id: EndpointIdPath, _: ServiceDep, session: SessionDep
 ) -> WebhookEndpoint:
@@ -91,9 +97,9 @@ async def get_endpoint(
 @router.patch(
     "/endpoints/{endpoint_id}",
     response_model=WebhookEndpoint,
-    responses=problems(403),
     operation_id="updateWebhookEndpoint",
 )
+@declare(*INTERNAL, WebhookEndpointNotFound, WebhookUrlRefused)
 async def update_endpoint(
     endpoint_id: EndpointIdPath,
     body: EndpointPatch,
@@ -110,9 +116,9 @@ async def update_endpoint(
 @router.delete(
     "/endpoints/{endpoint_id}",
     status_code=204,
-    responses=problems(403),
     operation_id="deleteWebhookEndpoint",
 )
+@declare(*INTERNAL, WebhookEndpointNotFound)
 async def delete_endpoint(
     endpoint_id: EndpointIdPath, _: ServiceDep, session: SessionDep
 ) -> Response:
@@ -124,9 +130,9 @@ async def delete_endpoint(
 @router.post(
     "/endpoints/{endpoint_id}/rotate-secret",
     response_model=WebhookEndpointSecret,
-    responses=problems(403),
     operation_id="rotateWebhookSecret",
 )
+@declare(*INTERNAL, WebhookEndpointNotFound)
 async def rotate_secret(
     endpoint_id: EndpointIdPath, _: ServiceDep, session: SessionDep, now: NowDep
 ) -> WebhookEndpointSecret:
@@ -137,9 +143,9 @@ async def rotate_secret(
 @router.get(
     "/endpoints/{endpoint_id}/deliveries",
     response_model=Page[WebhookAttempt],
-    responses=problems(403),
     operation_id="listWebhookDeliveries",
 )
+@declare(*INTERNAL, WebhookEndpointNotFound)
 async def list_deliveries(
     endpoint_id: EndpointIdPath,
     _: ServiceDep,
@@ -156,9 +162,9 @@ async def list_deliveries(
     "/events/{event_id}/redeliver",
     status_code=202,
     response_model=Redelivery,
-    responses=problems(403),
     operation_id="redeliverEvent",
 )
+@declare(*INTERNAL, EventNotFound)
 async def redeliver(
     event_id: EventIdPath, _: ServiceDep, session: SessionDep, now: NowDep
 ) -> Redelivery:
