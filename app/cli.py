@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from app.config import Settings, get_settings
 from app.db import Database
 from app.directory.service import PricesMissing, check_prices_cover_accounts
+from app.manage.demo import demo_settings
 from app.roles import RoleError
 from app.schema import SchemaNotAtHead, alembic_config, check_schema_at_head
 
@@ -116,7 +117,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         "app.main:create_app",
         factory=True,
         host=args.host,
-        port=args.port,
+        port=args.port or settings.port,
         workers=args.workers,
         loop="uvloop",
         http=HTTP_PROTOCOLS[settings.http_parser],
@@ -206,8 +207,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> None:
         print("The database already has accounts: no demo account was created.")
         return
     print("Demo account created." if created else "Demo account already there.")
+    base_url = args.base_url or f"http://127.0.0.1:{settings.port}"
     print("Manage Seats, as the demo's primary admin:")
-    print(f"  {page_url(settings, args.base_url, timedelta(minutes=args.ttl_minutes))}")
+    print(f"  {page_url(settings, base_url, timedelta(minutes=args.ttl_minutes))}")
 
 
 def _verify(settings: Settings) -> None:
@@ -257,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
 
     serve = sub.add_parser("serve", help="migrate to head, then serve HTTP")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, help="default: SEATS_PORT, else PORT, else 8000")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     serve.add_argument(
@@ -280,7 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     demo = sub.add_parser(
         "demo", help="dev mode: a demo account in an empty database, and its page's URL"
     )
-    demo.add_argument("--base-url", default="http://127.0.0.1:8000")
+    demo.add_argument(
+        "--base-url", help="the server's URL; default: http://127.0.0.1 on `seats serve`'s port"
+    )
     demo.add_argument("--ttl-minutes", type=int, default=12 * 60)
 
     billing = sub.add_parser("billing", help="billing operations")
@@ -293,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     try:
-        settings = get_settings()
+        settings = demo_settings() if args.command == "demo" else get_settings()
     except ValueError as exc:
         sys.exit(f"seats: invalid configuration: {exc}")
     if args.command == "serve":

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt, model_validator
+from pydantic import AliasChoices, Field, StrictInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.billing.pricing import MAX_PRICE, MAX_SEATS
@@ -64,6 +64,15 @@ class Settings(BaseSettings):
         "A read goes to a standby only when it has replayed every change the worker knows of "
         "for the account (docs/operators/fleet.md, Replicas); otherwise, or when the standby "
         "is unreachable, it reads SEATS_DATABASE_URL. Unset: every read on SEATS_DATABASE_URL.",
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        # PORT: the name container platforms set; SEATS_PORT wins when both are.
+        validation_alias=AliasChoices("SEATS_PORT", "PORT"),
+        description="The port `seats serve` listens on unless --port says otherwise, and the "
+        "one `seats demo` prints. Falls back to PORT.",
     )
     dev: bool = Field(default=False, description="Development mode: allows a short JWT secret.")
     jwt_secret: str = Field(default="", description="HS256 key for user and service tokens.")

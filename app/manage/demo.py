@@ -6,12 +6,15 @@ and try the whole flow at once: start a trial, assign agents, buy and remove sea
 
 from __future__ import annotations
 
+import os
+import secrets
 from datetime import timedelta
+from pathlib import Path
 
 from app.auth import mint_token
 from app.billing.periods import BillingCycle
 from app.clock import Clock
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.db import Database
 from app.directory import repository as directory_repository
 from app.directory import service as directory
@@ -28,6 +31,27 @@ DEMO_USERS = (
     ("katherine", "Katherine Johnson", Role.USER),
     ("edsger", "Edsger Dijkstra", Role.USER),
 )
+
+
+# The development secret `make run` (scripts/dev-run) generates once and serves with, relative to
+# the checkout, as the default SQLite database is.
+DEV_SECRET_FILE = Path("var") / "dev-jwt-secret"
+
+
+def demo_settings() -> Settings:
+    """The settings of the server `make run` starts, for a `seats demo` run in any terminal.
+
+    With SEATS_JWT_SECRET set, the environment's, as `seats serve` reads them (SEATS_DEV=1
+    still required). Without it, `make run`'s: its secret file (made now if it is not there
+    yet, as `make run` would) and development mode.
+    """
+    if os.environ.get("SEATS_JWT_SECRET"):
+        return get_settings()
+    if not DEV_SECRET_FILE.is_file() or not DEV_SECRET_FILE.read_text().strip():
+        DEV_SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
+        DEV_SECRET_FILE.touch(mode=0o600)
+        DEV_SECRET_FILE.write_text(secrets.token_urlsafe(48) + "\n")
+    return Settings(jwt_secret=DEV_SECRET_FILE.read_text().strip(), dev=True)
 
 
 class NotDevMode(Exception):
