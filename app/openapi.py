@@ -20,6 +20,10 @@ from app.errors import PROBLEM_JSON
 from app.openapi_descriptions import PARAMETERS, PROPERTIES, RESPONSES
 from app.openapi_errors import describe, problem_examples, problem_responses, problem_schema
 from app.operations import Key, Operation, operation_of
+from app.read_positions import COOKIE as READ_COOKIE
+from app.read_positions import COOKIE_SECONDS as READ_COOKIE_SECONDS
+from app.read_positions import HEADER as READ_POSITION
+from app.read_positions import written_account
 
 REF = "#/components/schemas/"
 IDEMPOTENCY_KEY_SCHEMA = {
@@ -56,6 +60,17 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
     "WWW-Authenticate": {
         "description": "`Bearer`: send a token.",
+        "schema": {"type": "string"},
+    },
+    READ_POSITION: {
+        "description": "With standbys (SEATS_DATABASE_READ_URL) only: the primary's position "
+        "after this write. Send it back as this header on a later read to see the write on any "
+        "instance (the `seats_read_position` cookie does the same for a browser).",
+        "schema": {"type": "string", "pattern": "^[0-9A-F]{1,8}/[0-9A-F]{1,8}$"},
+    },
+    "Set-Cookie": {
+        "description": f"With standbys only: `{READ_COOKIE}=<position>` (HttpOnly, "
+        f"SameSite=Strict, {READ_COOKIE_SECONDS} s), the `Seats-Read-Position` for a browser.",
         "schema": {"type": "string"},
     },
 }
@@ -157,9 +172,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             "(`scope: seats:internal`); see How to authenticate.",
         }
     }
-    for operations in doc.get("paths", {}).values():
-        for operation in operations.values():
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
             _operation(operation, declared[operation["operationId"]], schemas)
+            if written_account(method.upper(), path):
+                _read_position_headers(operation)
     _describe_properties(schemas)
     app.openapi_schema = doc
     return doc
@@ -266,6 +283,14 @@ def _response_headers(declared: Operation, status: str, response: dict[str, Any]
         headers["Retry-After"] = HEADERS["Retry-After"]
     if status == "401":
         headers["WWW-Authenticate"] = HEADERS["WWW-Authenticate"]
+
+
+def _read_position_headers(operation: dict[str, Any]) -> None:
+    """A write for an account answers its read position, unless a 5xx (app/read_positions.py)."""
+    for status, response in operation["responses"].items():
+        if not status.startswith("5"):
+            response["headers"][READ_POSITION] = HEADERS[READ_POSITION]
+            response["headers"]["Set-Cookie"] = HEADERS["Set-Cookie"]
 
 
 def _request_example(operation: dict[str, Any], schemas: dict[str, Any]) -> None:

@@ -48,6 +48,11 @@ def account_of(path: str) -> str | None:
     return found.group(1) if found else None
 
 
+def written_account(method: str, path: str) -> str | None:
+    """The account a request writes, whose answer carries the position; None for a read."""
+    return account_of(path) if method not in _READS else None
+
+
 def asked_position(header: str | None, cookie_header: str | None) -> int:
     """The position a read must see: the highest of the header's and the cookie's. A value
     that is not a position asks for the primary."""
@@ -78,9 +83,7 @@ class ReadYourWrites:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         account_id = (
-            account_of(scope["path"])
-            if scope["type"] == "http" and scope["method"] not in _READS
-            else None
+            written_account(scope["method"], scope["path"]) if scope["type"] == "http" else None
         )
         if account_id is None:
             await self.app(scope, receive, send)

@@ -236,6 +236,18 @@ def test_response_headers_are_declared_where_they_are_sent(doc: Json) -> None:
     assert "Idempotent-Replayed" in purchase["409"]["headers"]  # final errors replay too
 
 
+def test_the_read_position_is_declared_where_it_is_sent(doc: Json) -> None:
+    """With standbys, every write for an account that is not a 5xx answers its position, as a
+    header and a cookie (app/read_positions.py)."""
+    for method, path, op in operations(doc):
+        for status, response in op["responses"].items():
+            sent = method != "get" and "/accounts/{account_id}" in path and int(status) < 500
+            assert ("Seats-Read-Position" in response["headers"]) is sent, (path, status)
+            assert ("Set-Cookie" in response["headers"]) is sent, (path, status)
+    assert "Seats-Read-Position" in by_id(doc)["purchaseSeats"]["responses"]["402"]["headers"]
+    assert "Seats-Read-Position" not in by_id(doc)["getPlan"]["responses"]["200"]["headers"]
+
+
 def test_links_chain_the_operations_a_client_follows(doc: Json) -> None:
     ops = by_id(doc)
 
