@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from app import errors as errors_module
 from app.errors import AppError, error_classes
 from app.main import create_app
-from app.operations import Key, Undeclared, operation_of
+from app.operations import Key, Undeclared, declare, operation_of
 from tests.conftest import make_settings
 
 Json = dict[str, Any]
@@ -89,6 +89,18 @@ def test_an_undeclared_route_fails_the_document() -> None:
         return {}
 
     with pytest.raises(Undeclared, match="undeclared"):
+        app.openapi()
+
+
+def test_a_declared_key_the_handler_does_not_take_fails_the_document() -> None:
+    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"))
+
+    @app.post("/v1/accounts/{account_id}/conversations/keyless")
+    @declare(key=Key.OPTIONAL)
+    async def keyless(account_id: str) -> dict[str, str]:
+        return {}
+
+    with pytest.raises(ValueError, match=r"keyless declares key=Key\.OPTIONAL"):
         app.openapi()
 
 

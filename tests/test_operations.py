@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi import APIRouter
 
 from app.deps import IdempotentRequestDep
 from app.errors import NotAdmin
@@ -16,13 +17,16 @@ PROBE = "/v1/accounts/{account_id}/conversations/probe-{key}"
 
 
 def add_probe(app: Any, key: Key) -> None:
-    """A route of the app declaring ``key``, answering with the key it was given."""
+    """A route declaring ``key`` in a router the app includes, as every router is, answering
+    with the key it was given."""
+    router = APIRouter()
 
+    @router.post(PROBE.replace("{key}", key.value))
     @declare(*USER, NotAdmin, key=key)
     async def probe(req: IdempotentRequestDep) -> dict[str, str | None]:
         return {"key": req.key if req is not None else None}
 
-    app.add_api_route(PROBE.replace("{key}", key.value), probe, methods=["POST"])
+    app.include_router(router)
 
 
 @pytest.mark.parametrize("key", [Key.REQUIRED, Key.OPTIONAL])
