@@ -104,3 +104,19 @@ def test_docs_draw_every_operation_and_try_it_out_works(
 def test_no_redoc_page(server: LiveServer) -> None:
     """ReDoc's bundle loads its logo from the internet: the service serves Swagger UI only."""
     assert httpx.get(f"{server.url}/redoc").status_code == 404
+
+
+def test_docs_show_each_problems_own_example(server: LiveServer, browser: Browser) -> None:
+    """A 401's example is `unauthenticated`'s, not another problem's."""
+    outside: list[str] = []
+    page = _offline_page(browser, server, outside)
+    page.goto(f"{server.url}/docs")
+    operation = page.locator("[id$='-getPlan']")
+    operation.locator(".opblock-summary").click()
+    unauthenticated = operation.locator("tr.response[data-code='401']")
+    expect(unauthenticated).to_contain_text("problems/unauthenticated")
+    expect(unauthenticated).not_to_contain_text("seats_assigned")
+    forbidden = operation.locator("tr.response[data-code='403']")
+    expect(forbidden).to_contain_text('"code": "unknown_user"')
+    assert outside == []
+    page.close()
