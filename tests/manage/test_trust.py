@@ -282,7 +282,10 @@ async def test_past_due_says_when_the_plan_is_canceled_and_pauses_buying(
     # Paying with the same declining card: one error, in the banner, in words.
     await banner.get_by_role("button", name="Pay now").click()
     alert = banner.get_by_role("alert")
-    await expect(alert).to_contain_text("Your card was declined.")
+    await expect(alert).to_have_text(
+        "This payment was declined too. The bank declined the card without giving a reason. "
+        "Nothing was charged. Update the account's payment method, then pay again."
+    )
     await expect(alert).to_be_focused()
     await expect(page.get_by_role("alert").filter(has_text=re.compile("."))).to_have_count(1)
     await no_raw_codes(page)

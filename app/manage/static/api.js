@@ -167,6 +167,13 @@ export function sentenceFor(problem, context = {}) {
       return { text, link: { href: "#agents", label: "Go to the agents list" } };
     }
     case "payment_declined":
+      if (context.action === "pay") {
+        return {
+          text:
+            `This payment was declined too. ${declineSentence(declineReason(b))} Nothing was ` +
+            "charged. Update the account's payment method, then pay again.",
+        };
+      }
       return {
         text:
           `Your card was declined. ${declineSentence(declineReason(b))} Nothing was charged ` +
