@@ -104,17 +104,17 @@ class PlanSummary(BaseModel):
     payment_method: str | None = Field(
         default=None,
         description="The account's payment method that charges go to (the platform's id), for "
-        "a purchase's confirmation; in `GET` answers to admins, null otherwise.",
+        "a purchase's confirmation; for admins only, null otherwise.",
     )
     caller: CallerOut | None = Field(
         default=None,
-        description="The user who asked, with their role and whether they are an agent; in "
-        "`GET` answers to a user (null for a service, and in the answers of changes).",
+        description="The user who asked, with their role and whether they are an agent, so a "
+        "page shows what they may do without trying; null for a service.",
     )
     primary_admin: PersonOut | None = Field(
         default=None,
         description="The one user who may buy, remove seats and pay (R1), for telling others "
-        "whom to ask; in `GET` answers to a user, and null when the directory names none.",
+        "whom to ask; null for a service, or when the directory names none.",
     )
 
 

@@ -225,7 +225,7 @@ async def start_trial(
         at=now,
         data={"seats_before": before, "seats_after": plan.seats, "ends_at": trial.ends_at},
     )
-    return await summary(session, plan, account, settings, now)
+    return await summary(session, plan, account, settings, now, caller)
 
 
 def price_quote(
@@ -317,7 +317,7 @@ async def remove_seats(
         at=now,
         data={"seats_before": before, "seats_after": seats},
     )
-    return await summary(session, plan, account, settings, now)
+    return await summary(session, plan, account, settings, now, caller)
 
 
 async def lock_plan_as(
