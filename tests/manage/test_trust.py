@@ -40,7 +40,11 @@ def module_server(
 ) -> Iterator[LiveServer]:
     url = shared_database_url(migrated_template, tmp_path_factory)
     with LiveServer(
-        url, workers=1, SEATS_LOG_LEVEL="ERROR", SEATS_TRIAL_SEATS=str(TRIAL_SEATS)
+        url,
+        workers=1,
+        SEATS_LOG_LEVEL="ERROR",
+        SEATS_TRIAL_SEATS=str(TRIAL_SEATS),
+        SEATS_PRICES='{"USD": 1900, "EUR": 1700}',
     ) as live:
         yield live
 
@@ -53,11 +57,11 @@ class States:
         self.axe = axe
         self.folder = folder
 
-    async def open(self, user: str = "alice") -> None:
+    async def open(self, user: str = "alice", account: str = "acme") -> None:
         if self.axe.source:
             # An init script is not subject to the page's Content-Security-Policy.
             await self.manage.page.add_init_script(script=self.axe.source)
-        await self.manage.open(user=user)
+        await self.manage.open(user=user, account=account)
 
     async def capture(self, state: str) -> None:
         page = self.manage.page
@@ -406,3 +410,16 @@ async def test_processing_while_the_charge_runs(states: States, api: Api) -> Non
     await expect(
         page.get_by_role("status").filter(has_text="Done: you now have 7 seats.")
     ).to_be_visible()
+
+
+async def test_amounts_are_in_the_accounts_currency(states: States, api: Api) -> None:
+    """A euro account reads euros in a US-English browser: the summary's currency decides."""
+    assert (await api.put_account("euro", currency="EUR")).status_code == 201
+    assert (await api.put_user("euro", "eve", "primary_admin")).status_code == 201
+    page = states.manage.page
+    await states.open(user="eve", account="euro")
+    await page.get_by_role("button", name="Buy now").click()
+    await type_seats(page, "5")
+    await expect(page.locator("#price-monthly")).to_have_text("€85.00")  # 5 * 1700
+    await expect(page.locator("#price-due")).to_have_text("€28.33")  # 5*1700*10/30
+    await states.capture("euro-account")
