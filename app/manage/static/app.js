@@ -197,7 +197,7 @@ function render() {
     canceled: `Your plan was canceled. ${kept}`,
     active: `${plural(plan.seats, "seat", "seats")}, ${money(plan.monthly_total, cur)} per month` +
       (plan.next_renewal_at ? `, renewing on ${day(plan.next_renewal_at)}.` : "."),
-    past_due: "Your last renewal payment failed. Your agents keep working while you pay it.",
+    past_due: "The last renewal payment failed. Agents keep working until it is paid.",
   };
   setText("plan-text", texts[plan.status] || "");
 
@@ -358,15 +358,21 @@ const STATUS_WORDS = {
   uncollectible: "Not paid: written off",
 };
 
-/** What a line says: seats before -> after when the ledger says so, its price and period. */
-function lineText(line, currency) {
+/** What a line says: seats before -> after when the ledger says so (else the seats a
+ * purchase added), the unit price, the prorated days, the period. */
+function lineText(line, inv) {
   const seats =
     Number.isInteger(line.seats_before) && Number.isInteger(line.seats_after)
       ? `Seats ${line.seats_before.toLocaleString()} → ${line.seats_after.toLocaleString()}`
-      : plural(line.quantity, "seat", "seats");
+      : inv.kind === "purchase"
+        ? plural(line.quantity, "seat added", "seats added")
+        : plural(line.quantity, "seat", "seats");
+  const days = Number.isInteger(line.days) && Number.isInteger(line.days_in_period)
+    ? ` for ${line.days} of ${line.days_in_period} days`
+    : "";
   return (
-    `${seats}: ${line.quantity.toLocaleString()} × ${money(line.unit_price, currency)}, ` +
-    `${day(line.period_start)} to ${day(line.period_end)}`
+    `${seats}: ${line.quantity.toLocaleString()} × ${money(line.unit_price, inv.currency)}` +
+    `${days}, ${day(line.period_start)} to ${day(line.period_end)}`
   );
 }
 
@@ -385,7 +391,7 @@ function receipt(inv) {
   when.textContent = dayTime(inv.created_at);
   const detail = document.createElement("div");
   detail.className = "detail";
-  detail.textContent = inv.lines.map((l) => lineText(l, inv.currency)).join("; ");
+  detail.textContent = inv.lines.map((l) => lineText(l, inv)).join("; ");
   left.append(title, when, detail);
   if (inv.status === "failed" && inv.failure_reason) {
     const why = document.createElement("div");
