@@ -124,6 +124,12 @@ def first_decline_at(history: Sequence[Sent]) -> datetime | None:
     return None
 
 
+def dunning_ends_at(past_due_since: datetime, dunning_days: int) -> datetime:
+    """When a plan past due since ``past_due_since`` is canceled unless paid (R9): the first
+    billing run from then on cancels it."""
+    return past_due_since + timedelta(days=dunning_days)
+
+
 def in_flight(history: Sequence[Sent], wall_now: datetime, lease: timedelta) -> bool:
     """Whether a call of this invoice may still be under way."""
     return bool(history) and history[-1].outcome is None and wall_now - history[-1].sent_at < lease

@@ -84,7 +84,7 @@ async def purchase(
             if prepared.claim is not None
             else deps.collector.collect(prepared.invoice_id, caller.actor, Mode.REQUEST)
         )
-        return await answer(deps, caller.account_id, collected, prepared.lines)
+        return await answer(deps, caller, collected, prepared.lines)
 
     return await deps.idempotency.execute(req, work)
 
@@ -98,7 +98,7 @@ class _Prepared:
 
 async def answer(
     deps: Purchases,
-    account_id: str,
+    caller: Caller,
     collected: Collected,
     lines: list[InvoiceLineOut] | None = None,
 ) -> StoredResponse:
@@ -109,13 +109,13 @@ async def answer(
         # is as its settlement left it; its lines never change once written (R11).
         async with deps.db.read() as session:
             now = await deps.clock.now(session)
-            plan, account = await load(session, account_id, lock=False)
+            plan, account = await load(session, caller.account_id, lock=False)
             if lines is None:
                 written = await ledger.get_invoice(session, invoice.id)
                 assert written is not None
                 lines = [InvoiceLineOut.model_validate(line) for line in written.lines]
             body = PurchaseOut(
-                summary=await summary(session, plan, account, deps.settings, now),
+                summary=await summary(session, plan, account, deps.settings, now, caller),
                 invoice=_invoice_out(invoice, lines),
             )
         return StoredResponse(201, jsonable_encoder(body))

@@ -573,3 +573,34 @@ async def list_users(
         limit,
     )
     return [UserRow(*row) for row in (await session.execute(stmt)).all()]
+
+
+class Person(NamedTuple):
+    user_id: str
+    name: str
+    role: Role
+    agent: bool
+
+
+async def caller_and_primary_admin(
+    session: AsyncSession, account_id: str, user_id: str
+) -> tuple[Person | None, Person | None]:
+    """The user ``user_id`` and the account's primary admin (each with whether it holds a
+    seat), in one statement: what the plan summary tells a user about who may do what."""
+    rows = (
+        await session.execute(
+            select(User.id, User.name, User.role, Assignment.user_id.is_not(None))
+            .outerjoin(
+                Assignment,
+                (Assignment.account_id == User.account_id) & (Assignment.user_id == User.id),
+            )
+            .where(
+                User.account_id == account_id,
+                (User.id == user_id) | (User.role == Role.PRIMARY_ADMIN),
+            )
+        )
+    ).all()
+    people = [Person(uid, name, Role(role), bool(agent)) for uid, name, role, agent in rows]
+    caller = next((p for p in people if p.user_id == user_id), None)
+    primary = next((p for p in people if p.role is Role.PRIMARY_ADMIN), None)
+    return caller, primary

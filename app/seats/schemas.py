@@ -50,6 +50,24 @@ class OutstandingInvoice(BaseModel):
     total: int = Field(description="What is due, in minor units of the plan's currency.")
     failure_reason: str | None = Field(description="Why the last charge was declined.")
     due_since: datetime = Field(description="Its first decline, or when it was invoiced.")
+    cancels_at: datetime = Field(
+        description="When the plan will be canceled unless this is paid: `due_since` plus "
+        "`SEATS_DUNNING_DAYS` (R9); the billing run that comes next after it cancels it."
+    )
+
+
+class PersonOut(BaseModel):
+    """A user of the account, by name."""
+
+    user_id: str
+    name: str
+
+
+class CallerOut(PersonOut):
+    """The signed-in user who asked, so that a page shows what they may do without trying."""
+
+    role: Role
+    agent: bool = Field(description="Whether they hold a seat.")
 
 
 class PlanSummary(BaseModel):
@@ -77,6 +95,26 @@ class PlanSummary(BaseModel):
     next_renewal_at: datetime | None
     outstanding_invoice: OutstandingInvoice | None = Field(
         description="The oldest unpaid renewal, for a past-due banner to pay (R9); or null."
+    )
+    trial_seats: int = Field(
+        default=0,
+        description="The seats a free trial comes with (R3, `SEATS_TRIAL_SEATS`), for offering "
+        "one before it starts.",
+    )
+    payment_method: str | None = Field(
+        default=None,
+        description="The account's payment method that charges go to (the platform's id), for "
+        "a purchase's confirmation; for admins only, null otherwise.",
+    )
+    caller: CallerOut | None = Field(
+        default=None,
+        description="The user who asked, with their role and whether they are an agent, so a "
+        "page shows what they may do without trying; null for a service.",
+    )
+    primary_admin: PersonOut | None = Field(
+        default=None,
+        description="The one user who may buy, remove seats and pay (R1), for telling others "
+        "whom to ask; null for a service, or when the directory names none.",
     )
 
 

@@ -15,6 +15,7 @@ from app.auth import Caller, Principal, caller_of, check_account_scope
 from app.billing.periods import BillingCycle, Period
 from app.billing.pricing import PriceChange, cycle_total, price_change
 from app.clock import Clock
+from app.collection.policy import dunning_ends_at
 from app.config import Settings
 from app.db import Database
 from app.directory.models import Account, Role
@@ -29,8 +30,10 @@ from app.seats.schemas import (
     AccountUser,
     AgentCheck,
     AgentOut,
+    CallerOut,
     OutstandingInvoice,
     PeriodOut,
+    PersonOut,
     PlanSummary,
     ProrationOut,
     QuoteOut,
@@ -104,16 +107,42 @@ def summarize(
         current_period=PeriodOut(start=period.start, end=period.end) if period else None,
         next_renewal_at=datetime.combine(period.end, time(), UTC) if period else None,
         outstanding_invoice=outstanding,
+        trial_seats=settings.trial_seats,
     )
 
 
 async def summary(
-    session: AsyncSession, plan: Plan, account: Account, settings: Settings, now: datetime
+    session: AsyncSession,
+    plan: Plan,
+    account: Account,
+    settings: Settings,
+    now: datetime,
+    caller: Caller | None = None,
 ) -> PlanSummary:
-    """The plan summary, with the oldest unpaid renewal read from the ledger."""
+    """The plan summary, with the oldest unpaid renewal read from the ledger; with a user
+    ``caller``, also who they are and who the primary admin is."""
     row = await ledger.oldest_outstanding_renewal(session, plan.account_id)
-    outstanding = None if row is None else OutstandingInvoice(**row._asdict())
-    return summarize(plan, account, settings, now, outstanding)
+    outstanding = (
+        None
+        if row is None
+        else OutstandingInvoice(
+            **row._asdict(), cancels_at=dunning_ends_at(row.due_since, settings.dunning_days)
+        )
+    )
+    result = summarize(plan, account, settings, now, outstanding)
+    if caller is not None and not caller.is_service:
+        me, primary = await repository.caller_and_primary_admin(
+            session, plan.account_id, caller.subject
+        )
+        if me is not None and me.role.is_admin:
+            result.payment_method = account.payment_method
+        if me is not None:
+            result.caller = CallerOut(
+                user_id=me.user_id, name=me.name, role=me.role, agent=me.agent
+            )
+        if primary is not None:
+            result.primary_admin = PersonOut(user_id=primary.user_id, name=primary.name)
+    return result
 
 
 async def load(session: AsyncSession, account_id: str, *, lock: bool) -> tuple[Plan, Account]:
@@ -170,7 +199,7 @@ async def get_summary(
 ) -> PlanSummary:
     """The plan summary for any user of the account, and services."""
     plan, account = await load(session, caller.account_id, lock=False)
-    return await summary(session, plan, account, settings, now)
+    return await summary(session, plan, account, settings, now, caller)
 
 
 async def start_trial(
@@ -196,7 +225,7 @@ async def start_trial(
         at=now,
         data={"seats_before": before, "seats_after": plan.seats, "ends_at": trial.ends_at},
     )
-    return await summary(session, plan, account, settings, now)
+    return await summary(session, plan, account, settings, now, caller)
 
 
 def price_quote(
@@ -288,7 +317,7 @@ async def remove_seats(
         at=now,
         data={"seats_before": before, "seats_after": seats},
     )
-    return await summary(session, plan, account, settings, now)
+    return await summary(session, plan, account, settings, now, caller)
 
 
 async def lock_plan_as(

@@ -9,9 +9,13 @@ Without it the tests are skipped on a developer's machine and fail in CI (``CI=t
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import shutil
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +35,15 @@ CHROMIUM = os.environ.get("SEATS_TEST_CHROMIUM") or shutil.which("chromium") or 
 # a problem the page shows in words, not an error of the page. Every such answer is checked
 # separately (problem+json, never 5xx); anything else on the console fails the test.
 NETWORK_LOG = re.compile(r"^Failed to load resource: the server responded with a status of 4\d\d")
+
+
+# axe-core, the accessibility checker, pinned in tests/manage/axe/package.json and installed
+# from the npm registry once per checkout and manifest (as tests/clients installs its tools).
+AXE = Path(__file__).parent / "axe"
+AXE_CACHE = Path(__file__).resolve().parents[2] / "var" / "npm-tools"
+# Where every state's screenshots go (``<state>-<width>.png``): a folder to look at after one
+# run; a temporary folder when unset.
+SHOTS_ENV = "SEATS_PAGE_SHOTS"
 
 
 def chromium_path() -> str:
@@ -171,3 +184,55 @@ async def billing_run(api: Api) -> dict[str, Any]:
 
 def as_user(account: str, user: str) -> dict[str, str]:
     return auth(user_token(account, user))
+
+
+@dataclass(frozen=True)
+class Axe:
+    """axe-core's script, or why it could not be installed (then each check says so)."""
+
+    source: str | None
+    missing: str = ""
+
+
+@pytest.fixture(scope="session")
+def axe(tmp_path_factory: pytest.TempPathFactory) -> Axe:
+    """axe-core's ``axe.min.js``; without node or npm, absent with the reason (CI fails)."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        reason = "node and npm are not installed (.ci/run installs them): axe-core not run"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason, pytrace=False)
+        return Axe(None, reason)
+    manifest = (AXE / "package.json").read_bytes()
+    folder = AXE_CACHE / hashlib.sha256(manifest).hexdigest()[:16]
+    script = folder / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.is_file():
+        staging = tmp_path_factory.mktemp("npm-axe")
+        (staging / "package.json").write_bytes(manifest)
+        done = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=staging,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        AXE_CACHE.mkdir(parents=True, exist_ok=True)
+        # Whole or not at all: a half-copied folder would pass the check above next time.
+        ready = Path(tempfile.mkdtemp(dir=AXE_CACHE))
+        shutil.copytree(staging, ready, symlinks=True, dirs_exist_ok=True)
+        with contextlib.suppress(OSError):  # another run got there first: use its folder
+            ready.rename(folder)
+        shutil.rmtree(ready, ignore_errors=True)
+    return Axe(script.read_text())
+
+
+@pytest.fixture(scope="session")
+def shots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the states' screenshots: ``$SEATS_PAGE_SHOTS``, or a temporary one."""
+    given = os.environ.get(SHOTS_ENV)
+    if not given:
+        return tmp_path_factory.mktemp("page-states")
+    folder = Path(given)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -28,6 +28,7 @@ async def test_past_due_summary_names_the_invoice_to_pay(api: Api) -> None:
         "total": 3 * PRICE,
         "failure_reason": summary["outstanding_invoice"]["failure_reason"],
         "due_since": DEC_1.isoformat().replace("+00:00", "Z"),
+        "cancels_at": "2026-12-15T00:00:00Z",  # due_since + SEATS_DUNNING_DAYS
     }
     assert summary["outstanding_invoice"]["failure_reason"]  # the gateway's words
     # Every user of the account reads it, so the banner shows for all of them.

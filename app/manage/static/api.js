@@ -94,9 +94,51 @@ export class Api {
   get(path) {
     return this.request("GET", path);
   }
+
+  /** The body of a document (an invoice's PDF) as a Blob; errors as ``request`` throws them. */
+  async blob(path) {
+    let response;
+    try {
+      response = await fetch(this.base + path, {
+        headers: { Authorization: `Bearer ${this.token}` },
+        credentials: "omit",
+        cache: "no-store",
+      });
+    } catch (error) {
+      throw new NetworkError(String(error));
+    }
+    if (!response.ok) {
+      const data = await response.json().catch(() => null);
+      throw new Problem(response.status, data);
+    }
+    return response.blob();
+  }
 }
 
 const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
+// What the payment gateway's decline codes mean, in words: a person never reads a code.
+const DECLINES = {
+  card_declined: "The bank declined the card without giving a reason.",
+  generic_decline: "The bank declined the card without giving a reason.",
+  do_not_honor: "The bank declined the card without giving a reason.",
+  insufficient_funds: "The card has insufficient funds.",
+  expired_card: "The card has expired.",
+  incorrect_cvc: "The card's security code is incorrect.",
+  incorrect_number: "The card number is incorrect.",
+  processing_error: "The bank could not process the payment.",
+  lost_card: "The card was reported lost.",
+  stolen_card: "The card was reported stolen.",
+  card_not_supported: "The card does not support this kind of payment.",
+  authentication_required: "The bank asks for the card holder's authentication.",
+};
+
+/** A decline reason as a sentence; an unknown code is not shown (it means nothing to people). */
+export function declineSentence(reason) {
+  if (!reason) return "The bank declined the payment.";
+  if (reason.startsWith("uncollectible")) return "It was not paid in time.";
+  return DECLINES[reason] || "The bank declined the payment without a reason we can show.";
+}
 
 /**
  * What a person should read for a problem. ``context`` may carry ``seats`` (the total asked
@@ -125,9 +167,16 @@ export function sentenceFor(problem, context = {}) {
       return { text, link: { href: "#agents", label: "Go to the agents list" } };
     }
     case "payment_declined":
+      if (context.action === "pay") {
+        return {
+          text:
+            `This payment was declined too. ${declineSentence(declineReason(b))} Nothing was ` +
+            "charged. Update the account's payment method, then pay again.",
+        };
+      }
       return {
         text:
-          `Your card was declined${b.reason ? ` (${b.reason})` : ""}. Nothing was charged ` +
+          `Your card was declined. ${declineSentence(declineReason(b))} Nothing was charged ` +
           "and your seats did not change. Update the account's payment method, then try again.",
       };
     case "past_due":
@@ -184,6 +233,13 @@ export function sentenceFor(problem, context = {}) {
       if (typeof b.detail === "string" && b.detail) return { text: b.detail };
       return { text: "Something went wrong on our side. Try again in a moment." };
   }
+}
+
+/** The gateway's reason carried by a ``payment_declined`` problem. */
+function declineReason(body) {
+  if (typeof body.reason === "string") return body.reason;
+  const match = typeof body.detail === "string" && body.detail.match(/\(([a-z_]+)\)/);
+  return match ? match[1] : null;
 }
 
 /** Answers after which the same request, with the same key, may still succeed. */

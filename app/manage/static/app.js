@@ -6,13 +6,14 @@ import {
   NetworkError,
   Problem,
   claimsOf,
+  declineSentence,
   forgetToken,
   isRetryable,
   newKey,
   sentenceFor,
   takeToken,
 } from "./api.js";
-import { day, money, plural } from "./format.js";
+import { day, dayTime, money, plural } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
 const PREVIEW_DELAY_MS = 250; // the slider asks for a price once it rests this long
@@ -27,12 +28,14 @@ const STATUS_LABELS = {
   canceled: "Canceled",
 };
 const PAID = new Set(["active", "past_due"]);
+const ACTIVE = new Set(["trialing", "active", "past_due"]); // agents can use the inbox
 const ROLE_LABELS = { primary_admin: "Primary admin", admin: "Admin", user: "User" };
+const MAX_SEATS = 1_000_000_000;
 
 const state = {
   api: null,
   me: null, // the token's user id
-  role: null, // the caller's role from the directory, once known
+  role: null, // the caller's role, from the summary's ``caller``
   plan: null, // the summary
   users: [],
   usersCursor: null,
@@ -43,16 +46,26 @@ const state = {
   previewTimer: null,
   previewAbort: 0,
   change: null, // the change the dialog shows: {seats, kind, preview}
+  chosen: null, // the total the admin chose, kept across a refusal and a refresh
+  busy: false, // a change is being sent: the controls wait for its answer
 };
 
 // ---------------------------------------------------------------------------------------
 // Messages
 
-function say(text) {
-  $("notice").textContent = text;
+/** A sentence in ``target`` (a status box), scrolled into view with the focus on it. */
+function say(text, target = "notice", { focus = true } = {}) {
+  const box = $(target);
+  box.textContent = text;
+  if (focus) bringIntoView(box);
 }
 
-function showProblem(target, error, context) {
+function bringIntoView(box) {
+  box.scrollIntoView({ block: "center" });
+  box.focus({ preventScroll: true });
+}
+
+function showProblem(target, error, context, { focus = true } = {}) {
   const { text, link } = sentenceFor(error, context);
   const box = $(target);
   box.replaceChildren();
@@ -72,11 +85,14 @@ function showProblem(target, error, context) {
     p.append(" ", a);
   }
   box.append(p);
+  if (focus && !box.closest("[hidden]")) bringIntoView(box);
 }
 
 function clearMessages() {
   $("notice").textContent = "";
+  $("change-result").textContent = "";
   $("problem").replaceChildren();
+  $("pay-problem").replaceChildren();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -86,28 +102,29 @@ async function loadPlan() {
   state.plan = await state.api.get("");
 }
 
+/** By name, as a person looks for someone (the service lists them newest first). */
+function byName(a, b) {
+  return (a.name || a.user_id).localeCompare(b.name || b.user_id, undefined, {
+    sensitivity: "base",
+  });
+}
+
 async function loadUsers({ more = false } = {}) {
-  const cursor = more && state.usersCursor ? `&cursor=${encodeURIComponent(state.usersCursor)}` : "";
-  try {
-    const page = await state.api.get(`/users?limit=100${cursor}`);
-    state.users = more ? [...state.users, ...page.data] : page.data;
-    state.usersCursor = page.next_cursor;
-  } catch (error) {
-    if (error instanceof Problem && error.code === "not_admin") {
-      state.role = "user"; // only admins see the directory: plain users get the plan only
-      state.users = [];
-      state.usersCursor = null;
-      return;
-    }
-    throw error;
+  // Only admins may read the directory: the summary says who the caller is, so a plain
+  // user's page never asks (and never meets a 403).
+  if (!isAdmin()) {
+    state.users = [];
+    state.usersCursor = null;
+    return;
   }
-  const mine = state.users.find((u) => u.user_id === state.me);
-  if (mine) state.role = mine.role;
-  else if (state.role === null) state.role = state.usersCursor ? null : "admin";
+  const cursor = more && state.usersCursor ? `&cursor=${encodeURIComponent(state.usersCursor)}` : "";
+  const page = await state.api.get(`/users?limit=100${cursor}`);
+  state.users = (more ? [...state.users, ...page.data] : page.data).sort(byName);
+  state.usersCursor = page.next_cursor;
 }
 
 async function loadInvoices() {
-  if (state.role === "user") return;
+  if (!isAdmin()) return;
   const page = await state.api.get("/invoices?limit=10");
   state.invoices = page.data;
 }
@@ -115,10 +132,8 @@ async function loadInvoices() {
 async function refresh() {
   state.preview = null; // priced against the plan as it was: ask again for the slider's value
   await loadPlan();
+  state.role = state.plan.caller ? state.plan.caller.role : null;
   await loadUsers();
-  // Find the caller's own role when the first page of users did not hold it.
-  while (state.role === null && state.usersCursor) await loadUsers({ more: true });
-  if (state.role === null) state.role = "admin";
   await loadInvoices();
   render();
 }
@@ -155,6 +170,10 @@ function render() {
   if (plan.status === "trialing" && plan.trial) {
     setText("fact-date-label", "Trial ends");
     setText("fact-date", day(plan.trial.ends_at));
+  } else if (plan.status === "past_due" && plan.outstanding_invoice) {
+    // No "next renewal" while one is unpaid: the date that matters is the cancellation.
+    setText("fact-date-label", "Canceled unless paid by");
+    setText("fact-date", day(plan.outstanding_invoice.cancels_at));
   } else if (paid && plan.next_renewal_at) {
     setText("fact-date-label", "Next renewal");
     setText("fact-date", day(plan.next_renewal_at));
@@ -165,8 +184,10 @@ function render() {
   const kept = `Your agents (${plan.assigned.toLocaleString()}) are kept but inactive until you ` +
     "purchase seats.";
   const texts = {
-    none: "You have no Conversations seats yet. Start a free trial of " +
-      "20 seats, or buy the seats you need now.",
+    none: plan.trial
+      ? "You have no Conversations seats yet. Buy the seats you need."
+      : "You have no Conversations seats yet. Start a free trial of " +
+        `${plural(plan.trial_seats, "seat", "seats")}, or buy the seats you need now.`,
     trialing: plan.trial
       ? `Your free trial of ${plan.trial.seats} seats ends on ${day(plan.trial.ends_at)}. ` +
         "Purchase seats to keep your agents working after that."
@@ -176,7 +197,7 @@ function render() {
     canceled: `Your plan was canceled. ${kept}`,
     active: `${plural(plan.seats, "seat", "seats")}, ${money(plan.monthly_total, cur)} per month` +
       (plan.next_renewal_at ? `, renewing on ${day(plan.next_renewal_at)}.` : "."),
-    past_due: "Your last renewal payment failed. Your agents keep working while you pay it.",
+    past_due: "The last renewal payment failed. Agents keep working until it is paid.",
   };
   setText("plan-text", texts[plan.status] || "");
 
@@ -186,14 +207,37 @@ function render() {
   $("purchase").hidden = !(primary && !paid && plan.status !== "none");
   const roleNote = $("role-note");
   roleNote.hidden = primary;
-  roleNote.textContent = primary
-    ? ""
-    : "Only the primary account admin can start a trial, buy or remove seats.";
+  roleNote.textContent = primary ? "" : roleText();
 
   renderPastDue();
   renderSeats();
   renderAgents();
   renderInvoices();
+}
+
+/** Who the primary admin is, by name, for telling others whom to ask. */
+function primaryAdminName() {
+  const primary = state.plan.primary_admin;
+  return primary ? primary.name || primary.user_id : "the primary account admin";
+}
+
+/** What the caller may do, when they are not the primary admin. */
+function roleText() {
+  const plan = state.plan;
+  const who = primaryAdminName();
+  const asks = plan.primary_admin ? `${who}, the primary account admin,` : who;
+  if (isAdmin()) {
+    return `Only ${asks} can start a trial, buy or remove seats and pay invoices: ask ${
+      plan.primary_admin ? who : "them"
+    }. You can assign seats to agents below.`;
+  }
+  const me = plan.caller;
+  const seat = me && me.agent
+    ? ACTIVE.has(plan.status)
+      ? "You are an agent: you have a seat and can use the inbox."
+      : "You are an agent, but your seat is inactive until the account has seats."
+    : "You are not an agent: you have no seat. Ask an admin to assign you one.";
+  return `${seat} Only ${asks} can buy seats and pay invoices.`;
 }
 
 function renderPastDue() {
@@ -202,14 +246,21 @@ function renderPastDue() {
   const banner = $("past-due");
   banner.hidden = !(plan.status === "past_due" && outstanding);
   if (banner.hidden) return;
-  const reason = outstanding.failure_reason ? ` (${outstanding.failure_reason})` : "";
+  const primary = isPrimary();
   setText(
     "past-due-text",
     `The renewal of ${money(outstanding.total, plan.currency)} due since ` +
-      `${day(outstanding.due_since)} was declined${reason}. Buying seats is paused until it ` +
-      "is paid. Update the payment method if needed, then pay now.",
+      `${day(outstanding.due_since)} was declined. ${declineSentence(outstanding.failure_reason)} ` +
+      "Your agents keep working meanwhile; buying seats is paused until it is paid.",
   );
-  $("pay-now").hidden = !isPrimary();
+  setText(
+    "past-due-deadline",
+    `Unless it is paid, the plan will be canceled on ${day(outstanding.cancels_at)}. ` +
+      (primary
+        ? "Update the payment method if needed, then pay now."
+        : `Only ${primaryAdminName()} can pay it.`),
+  );
+  $("pay-now").hidden = !primary;
 }
 
 /** The slider's starting total: the seats owned, or what a first purchase would cover. */
@@ -222,11 +273,17 @@ function renderSeats() {
   const plan = state.plan;
   const show = isPrimary() && (PAID.has(plan.status) || state.purchaseOpen);
   const section = $("seats");
-  const wasHidden = section.hidden;
   section.hidden = !show;
   if (!show) return;
-  if (wasHidden || state.previewFor === null) setSeats(startingSeats(plan));
-  else setSeats(Number($("seats-slider").value));
+  // Buying is paused while a renewal is unpaid (R9): the controls say so and wait.
+  const paused = plan.status === "past_due";
+  const pausedNote = $("seats-paused");
+  pausedNote.hidden = !paused;
+  pausedNote.textContent = paused
+    ? "Buying and removing seats is paused until the unpaid renewal is paid (Pay now, above)."
+    : "";
+  // The admin's chosen total survives a refusal and a refresh; a new plan starts afresh.
+  setSeats(state.chosen === null ? startingSeats(plan) : state.chosen);
 }
 
 function renderAgents() {
@@ -290,37 +347,99 @@ function renderInvoices() {
   section.hidden = !isAdmin();
   if (section.hidden) return;
   $("invoices-empty").hidden = state.invoices.length > 0;
-  const statusWords = {
-    pending: "Unpaid",
-    paid: "Paid",
-    failed: "Declined",
-    void: "Void",
-    uncollectible: "Uncollectible",
-  };
-  $("invoice-list").replaceChildren(
-    ...state.invoices.map((inv) => {
-      const li = document.createElement("li");
-      const left = document.createElement("div");
-      left.className = "who";
-      const title = document.createElement("div");
-      title.className = "name";
-      title.textContent = `${inv.kind === "renewal" ? "Renewal" : "Purchase"}, ${day(inv.created_at)}`;
-      const detail = document.createElement("div");
-      detail.className = "detail";
-      detail.textContent = inv.lines.map((l) => l.description).join("; ");
-      left.append(title, detail);
-      const right = document.createElement("div");
-      const amount = document.createElement("span");
-      amount.className = "amount";
-      amount.textContent = money(inv.total, inv.currency);
-      const status = document.createElement("span");
-      status.className = `status-${inv.status}`;
-      status.textContent = ` ${statusWords[inv.status] || inv.status}`;
-      right.append(amount, status);
-      li.append(left, right);
-      return li;
-    }),
+  $("invoice-list").replaceChildren(...state.invoices.map(receipt));
+}
+
+const STATUS_WORDS = {
+  pending: "Unpaid",
+  paid: "Paid",
+  failed: "Declined: not paid",
+  void: "Canceled: not charged",
+  uncollectible: "Not paid: written off",
+};
+
+/** What a line says: seats before -> after when the ledger says so (else the seats a
+ * purchase added), the unit price, the prorated days, the period. */
+function lineText(line, inv) {
+  const seats =
+    Number.isInteger(line.seats_before) && Number.isInteger(line.seats_after)
+      ? `Seats ${line.seats_before.toLocaleString()} → ${line.seats_after.toLocaleString()}`
+      : inv.kind === "purchase"
+        ? plural(line.quantity, "seat added", "seats added")
+        : plural(line.quantity, "seat", "seats");
+  const days = Number.isInteger(line.days) && Number.isInteger(line.days_in_period)
+    ? ` for ${line.days} of ${line.days_in_period} days`
+    : "";
+  return (
+    `${seats}: ${line.quantity.toLocaleString()} × ${money(line.unit_price, inv.currency)}` +
+    `${days}, ${day(line.period_start)} to ${day(line.period_end)}`
   );
+}
+
+function receipt(inv) {
+  const li = document.createElement("li");
+  const left = document.createElement("div");
+  left.className = "who";
+  const title = document.createElement("div");
+  title.className = "name";
+  // A declined purchase bought nothing: it was an attempt, and says so.
+  const kind = inv.kind === "renewal" ? "Renewal" : "Purchase";
+  const what = inv.status === "failed" ? `${kind} attempt` : kind;
+  title.textContent = inv.number ? `${what} ${inv.number}` : what;
+  const when = document.createElement("div");
+  when.className = "detail";
+  when.textContent = dayTime(inv.created_at);
+  const detail = document.createElement("div");
+  detail.className = "detail";
+  detail.textContent = inv.lines.map((l) => lineText(l, inv)).join("; ");
+  left.append(title, when, detail);
+  if (inv.status === "failed" && inv.failure_reason) {
+    const why = document.createElement("div");
+    why.className = "detail";
+    why.textContent = declineSentence(inv.failure_reason);
+    left.append(why);
+  }
+  const right = document.createElement("div");
+  right.className = "receipt-side";
+  const amount = document.createElement("span");
+  amount.className = "amount";
+  amount.textContent = money(inv.total, inv.currency);
+  const status = document.createElement("span");
+  status.className = `status-${inv.status}`;
+  status.textContent = ` ${STATUS_WORDS[inv.status] || inv.status}`;
+  right.append(amount, status);
+  if (inv.number) {
+    // The document (§10): fetched with the token, so it is a button, not a plain link.
+    const download = document.createElement("button");
+    download.type = "button";
+    download.className = "download";
+    download.textContent = "Download PDF";
+    download.setAttribute("aria-label", `Download ${inv.number} as PDF`);
+    download.addEventListener("click", () => downloadPdf(inv, download));
+    right.append(download);
+  }
+  li.append(left, right);
+  return li;
+}
+
+async function downloadPdf(inv, button) {
+  clearMessages();
+  button.disabled = true;
+  try {
+    const blob = await state.api.blob(`/invoices/${encodeURIComponent(inv.id)}/pdf`);
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `${inv.number}.pdf`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (error) {
+    showProblem("problem", error, { action: "download" });
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -337,17 +456,91 @@ function changeKind(seats) {
   return seats > 0 ? "purchase" : null;
 }
 
-function setSeats(seats) {
+/** The slider's top: twice the plan (so each step stays wide enough to hit on a phone);
+ * the number field beside it takes any total (R2: no cap). */
+function sliderTop(seats) {
+  const plan = state.plan;
+  const base = Math.max(plan.seats, plan.assigned, plan.trial_seats || 0, 5);
+  return Math.max(2 * base, seats);
+}
+
+/** Why the typed total cannot be sent, in words; null when it is a whole number in range. */
+function inputProblem(raw) {
+  if (raw.trim() === "") return "Enter a number of seats.";
+  const value = Number(raw);
+  if (!Number.isFinite(value)) return "Enter a number of seats, in digits.";
+  if (value < 0) return "The number of seats can't be negative.";
+  if (!Number.isInteger(value)) return "Seats are whole numbers: enter a number without decimals.";
+  if (value > MAX_SEATS) return `Enter at most ${MAX_SEATS.toLocaleString()} seats.`;
+  return null;
+}
+
+/** Why the change to ``seats`` would be refused before any dialog (R4), or null. */
+function blockedBecause(seats) {
+  const plan = state.plan;
+  if (changeKind(seats) === "removal" && seats < plan.assigned) {
+    const excess = plan.assigned - seats;
+    return (
+      `${plural(plan.assigned, "agent is", "agents are")} assigned: unassign ` +
+      `${plural(excess, "agent", "agents")} before going down to ${plural(seats, "seat", "seats")}.`
+    );
+  }
+  return null;
+}
+
+function setSeats(seats, { fromNumber = false } = {}) {
   const slider = $("seats-slider");
   const number = $("seats-number");
-  // No cap on seats (R2): the slider's range grows with the total, the number field goes on.
-  const top = Math.max(100, state.plan.seats * 2, state.plan.assigned * 2, seats);
-  slider.max = String(top);
+  state.chosen = seats;
+  slider.max = String(sliderTop(seats));
   slider.value = String(seats);
   slider.setAttribute("aria-valuetext", plural(seats, "seat", "seats"));
-  if (Number(number.value) !== seats) number.value = String(seats);
-  $("update").disabled = changeKind(seats) === null;
+  if (!fromNumber && number.value !== String(seats)) number.value = String(seats);
+  setInputError(null);
+  const blocked = blockedBecause(seats);
+  const box = $("seats-blocked");
+  box.replaceChildren();
+  if (blocked) {
+    const link = document.createElement("a");
+    link.href = "#agents";
+    link.textContent = "Go to the agents list";
+    link.addEventListener("click", goToAgents);
+    box.append(`${blocked} `, link);
+  }
+  updateControls();
   schedulePreview(seats);
+}
+
+function setInputError(text) {
+  const number = $("seats-number");
+  setText("seats-error", text || "");
+  if (text) number.setAttribute("aria-invalid", "true");
+  else number.removeAttribute("aria-invalid");
+}
+
+/** Update is enabled only for a change the service would accept, when nothing is running. */
+function updateControls() {
+  const plan = state.plan;
+  const paused = plan.status === "past_due";
+  const invalid = Boolean($("seats-error").textContent);
+  const seats = state.chosen;
+  $("seats-slider").disabled = paused || state.busy;
+  $("seats-number").disabled = paused || state.busy;
+  $("update").disabled =
+    paused ||
+    state.busy ||
+    invalid ||
+    seats === null ||
+    changeKind(seats) === null ||
+    blockedBecause(seats) !== null;
+}
+
+function goToAgents(event) {
+  event.preventDefault();
+  if ($("confirm").open) $("confirm").close();
+  const section = $("agents");
+  section.scrollIntoView();
+  section.focus();
 }
 
 function schedulePreview(seats) {
@@ -383,15 +576,12 @@ function showPreview() {
   const kind = changeKind(q.seats);
   let note = "";
   if (!q.allowed) {
-    note =
-      `${plural(q.assigned, "agent is", "agents are")} assigned: unassign ` +
-      `${plural(q.assigned - q.seats, "agent", "agents")} before going down to ` +
-      `${plural(q.seats, "seat", "seats")}.`;
+    note = ""; // said beside Update, with a link to the agents (blockedBecause)
   } else if (kind === "purchase") {
     note =
       `Charged now for ${plural(q.proration.days_remaining, "day", "days")} of ` +
       `${q.proration.days_in_period}, until ${day(q.proration.period_end)}; then ` +
-      `${money(q.cycle_total, cur)} per ${q.billing_cycle === "yearly" ? "year" : "month"}.`;
+      `${money(q.cycle_total, cur)} per ${cycleWord(q.billing_cycle)}.`;
   } else if (kind === "removal") {
     note = "Removing seats takes effect at once. There is no refund for the current period.";
   }
@@ -424,11 +614,13 @@ function keepPending(change) {
   else sessionStorage.removeItem(PENDING_KEY);
 }
 
+const cycleWord = (cycle) => (cycle === "yearly" ? "year" : "month");
+
 async function openDialog() {
   clearMessages();
-  const seats = Number($("seats-slider").value);
+  const seats = state.chosen;
   const kind = changeKind(seats);
-  if (!kind) return;
+  if (!kind || blockedBecause(seats)) return;
   let preview;
   try {
     preview = await currentPreview(seats);
@@ -456,19 +648,63 @@ function fillDialog() {
   );
   setText("confirm-monthly", money(preview.monthly_total, cur));
   setText("confirm-due", money(kind === "purchase" ? preview.due_now : 0, cur));
-  setText(
-    "confirm-note",
-    kind === "purchase"
-      ? "The charge now goes to the account's payment method, prorated to the end of the " +
-          "billing period."
-      : "No charge and no refund now; the next renewal charges the new total.",
+  const lines = [
+    `${money(preview.unit_price, cur)} per seat per month × ${plural(seats, "seat", "seats")} = ` +
+      `${money(preview.monthly_total, cur)} per month.`,
+  ];
+  const p = preview.proration;
+  if (kind === "purchase") {
+    const added = Math.max(seats - from, 0);
+    lines.push(
+      `Charged now: ${plural(added, "added seat", "added seats")} × ` +
+        `${plural(p.days_remaining, "day", "days")} left of the ${p.days_in_period}-day period ` +
+        `(to ${day(p.period_end)}) = ${money(preview.due_now, cur)}.`,
+      plan.payment_method
+        ? `The charge goes to the account's payment method ${plan.payment_method}.`
+        : "The charge goes to the account's payment method.",
+    );
+    if (plan.status === "trialing" && plan.trial) {
+      lines.push(
+        `Buying ends your free trial now (it would have run until ${day(plan.trial.ends_at)}); ` +
+          "the paid plan starts today.",
+      );
+    }
+    lines.push(
+      `Then ${money(preview.cycle_total, cur)} per ${cycleWord(preview.billing_cycle)} from ` +
+        `${day(p.period_end)}.`,
+    );
+  } else {
+    lines.push(
+      "Takes effect now. No charge and no refund for the current period.",
+      `The next renewal, on ${day(p.period_end)}, charges ${money(preview.cycle_total, cur)} ` +
+        `(${plural(seats, "seat", "seats")}).`,
+    );
+  }
+  $("confirm-breakdown").replaceChildren(
+    ...lines.map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
+    }),
   );
+  setText("confirm-note", "");
+}
+
+/** While a change is sent: "Processing…" and every control waits for the answer. */
+function setBusy(busy) {
+  state.busy = busy;
+  const button = $("confirm-button");
+  button.disabled = busy;
+  $("cancel-button").disabled = busy;
+  button.textContent = busy ? "Processing…" : "Confirm seat purchase";
+  $("confirm").setAttribute("aria-busy", String(busy));
+  updateControls();
 }
 
 async function confirmChange() {
+  if (state.busy) return;
   const { seats, kind } = state.change;
-  const button = $("confirm-button");
-  button.disabled = true;
+  setBusy(true);
   $("confirm-problem").replaceChildren();
   // A retry is the same change from the same plan: anything else is a new request.
   const from = `${state.plan.status}:${state.plan.seats}`;
@@ -505,24 +741,29 @@ async function confirmChange() {
       });
     }
     keepPending(null);
+    setBusy(false);
     $("confirm").close();
     state.purchaseOpen = false;
     state.previewFor = null;
+    state.chosen = null;
+    await refresh();
+    // Beside Update, where the admin was looking, with the focus on it.
     if (kind === "purchase") {
       const invoice = result.invoice;
       say(
         `Done: you now have ${plural(seats, "seat", "seats")}. ` +
           `${money(invoice.total, invoice.currency)} was charged.`,
+        "change-result",
       );
     } else {
-      say(`Done: you now have ${plural(seats, "seat", "seats")}.`);
+      say(`Done: you now have ${plural(seats, "seat", "seats")}.`, "change-result");
     }
-    await refresh();
   } catch (error) {
     if (isRetryable(error)) {
       // Kept: pressing the button again sends the same request with the same key, so a
       // purchase that did go through is answered again instead of charged again.
       keepPending(pending);
+      setBusy(false);
       showProblem("confirm-problem", error, { seats, action: kind });
       setText(
         "confirm-note",
@@ -540,15 +781,16 @@ async function confirmChange() {
       } catch {
         // the sentence below is enough
       }
+      setBusy(false);
       showProblem("confirm-problem", error, { seats, action: kind });
       return;
     }
-    $("confirm").close();
-    showProblem("problem", error, { seats, action: kind });
-    state.previewFor = null;
+    // Refused: said in the dialog, where the admin is looking; the chosen total is kept.
+    setBusy(false);
     await refresh().catch(() => {});
+    showProblem("confirm-problem", error, { seats, action: kind });
   } finally {
-    button.disabled = false;
+    if (state.busy) setBusy(false);
   }
 }
 
@@ -559,8 +801,8 @@ async function startTrial() {
   clearMessages();
   try {
     await state.api.request("POST", "/trial", { key: newKey() });
-    say("Your free trial has started. Assign seats to your agents below.");
     await refresh();
+    say("Your free trial has started. Assign seats to your agents below.");
   } catch (error) {
     showProblem("problem", error, { action: "trial" });
   }
@@ -570,6 +812,7 @@ function openPurchase() {
   clearMessages();
   state.purchaseOpen = true;
   state.previewFor = null;
+  state.chosen = null;
   render();
   $("seats-slider").focus();
 }
@@ -586,13 +829,15 @@ async function payNow() {
   try {
     const invoice = await state.api.request("POST", `/invoices/${outstanding.id}/pay`, { key });
     sessionStorage.removeItem(storeKey);
-    say(`Thank you: ${money(invoice.total, invoice.currency)} was paid. Your plan is active again.`);
     await refresh();
+    say(`Thank you: ${money(invoice.total, invoice.currency)} was paid. Your plan is active again.`);
   } catch (error) {
     // A decline is final for this key: the next press is a new attempt, with a new key.
     if (!isRetryable(error)) sessionStorage.removeItem(storeKey);
-    showProblem("problem", error, { action: "pay" });
     await refresh().catch(() => {});
+    // One box, in the banner the admin pressed: the banner's own text already names the
+    // renewal, so the sentence says what happened to this attempt.
+    showProblem("pay-problem", error, { action: "pay" });
   } finally {
     button.disabled = false;
   }
@@ -605,10 +850,10 @@ async function toggleAgent(user, sw) {
   try {
     if (user.agent) {
       await state.api.request("DELETE", path);
-      say(`${user.name} is no longer an agent.`);
+      say(`${user.name} is no longer an agent.`, "notice", { focus: false });
     } else {
       await state.api.request("PUT", path);
-      say(`${user.name} is now an agent.`);
+      say(`${user.name} is now an agent.`, "notice", { focus: false });
     }
     await refresh();
     // Keep the keyboard where it was: the list was drawn again.
@@ -648,8 +893,16 @@ function wire() {
   });
   $("seats-slider").addEventListener("input", (event) => setSeats(Number(event.target.value)));
   $("seats-number").addEventListener("input", (event) => {
-    const value = Number(event.target.value);
-    if (Number.isInteger(value) && value >= 0 && value <= 1_000_000_000) setSeats(value);
+    const field = event.target;
+    // A browser reports what is not a number as "" with badInput: say so as well.
+    const raw = field.validity.badInput ? "?" : field.value;
+    const problem = inputProblem(raw);
+    if (problem) {
+      setInputError(problem);
+      updateControls();
+      return;
+    }
+    setSeats(Number(raw), { fromNumber: true });
   });
   window.addEventListener("hashchange", () => {
     if (new URLSearchParams(window.location.hash.slice(1)).get("token")) start();

@@ -10,7 +10,11 @@ function fractionDigits(currency) {
   return digitsCache.get(currency);
 }
 
-/** 15833 USD -> "$158.33"; a currency without minor units (JPY) is shown as is. */
+/**
+ * 15833 USD -> "$158.33": the account's currency (the summary's ``currency``) decides the
+ * symbol and the minor units; the browser's locale only the digits' grouping. A currency
+ * without minor units (JPY) is shown as is.
+ */
 export function money(minor, currency) {
   // null: the currency has no configured price (the plan summary says so, R18), never "0".
   if (minor === null || minor === undefined) return "—";
@@ -20,10 +24,25 @@ export function money(minor, currency) {
   );
 }
 
+function asDate(value) {
+  return value.length === 10 ? new Date(`${value}T00:00:00Z`) : new Date(value);
+}
+
 /** A calendar date ("2026-12-01") or a UTC time, as a long date in UTC (billing dates are UTC). */
 export function day(value) {
-  const when = value.length === 10 ? new Date(`${value}T00:00:00Z`) : new Date(value);
-  return when.toLocaleDateString(undefined, { dateStyle: "long", timeZone: "UTC" });
+  return asDate(value).toLocaleDateString(undefined, { dateStyle: "long", timeZone: "UTC" });
+}
+
+/** A UTC time as the same long date with the time of day: "November 21, 2026, 12:00 UTC". */
+export function dayTime(value) {
+  const when = asDate(value);
+  const time = when.toLocaleTimeString(undefined, {
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+    timeZone: "UTC",
+  });
+  return `${day(value)}, ${time} UTC`;
 }
 
 export const plural = (n, one, many) =>
