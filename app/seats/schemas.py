@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +53,32 @@ class OutstandingInvoice(BaseModel):
     due_since: datetime = Field(description="Its first decline, or when it was invoiced.")
 
 
+class Alert(BaseModel):
+    """A fact of R16 in force now, for a banner."""
+
+    type: Literal[
+        "seats.threshold_reached", "seats.exhausted", "trial.ending", "renewal.upcoming"
+    ] = Field(
+        description="`seats.threshold_reached`: usage is at or above `threshold` percent "
+        "of the seats (the highest one reached); `seats.exhausted`: no empty seat, an "
+        "assignment would be refused; `trial.ending`: the trial ends at `at`, within 3 "
+        "days; `renewal.upcoming`: the renewal at `at`, within 7 days, will charge `amount`."
+    )
+    threshold: int | None = Field(
+        default=None, description="`seats.threshold_reached`: the percentage; else null."
+    )
+    at: datetime | None = Field(
+        default=None,
+        description="`trial.ending`: when the trial ends; `renewal.upcoming`: when the renewal "
+        "is charged; else null.",
+    )
+    amount: int | None = Field(
+        default=None,
+        description="`renewal.upcoming`: what the renewal is expected to charge, in minor units "
+        "of the plan's currency (after any scheduled decrease); else null.",
+    )
+
+
 class PlanSummary(BaseModel):
     """The plan as the Manage Seats page shows it."""
 
@@ -77,6 +104,10 @@ class PlanSummary(BaseModel):
     next_renewal_at: datetime | None
     outstanding_invoice: OutstandingInvoice | None = Field(
         description="The oldest unpaid renewal, for a past-due banner to pay (R9); or null."
+    )
+    alerts: list[Alert] = Field(
+        default_factory=list,
+        description="The facts of R16 in force now, for banners (empty: none).",
     )
 
 
