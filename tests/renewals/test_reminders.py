@@ -144,7 +144,7 @@ async def test_r16_a_plan_created_inside_the_lead_time_is_reminded_at_the_next_r
     )
 
 
-async def test_r16_no_renewal_reminder_for_a_plan_that_renews_nothing_or_is_past_due(
+async def test_r16_no_renewal_reminder_for_a_renewal_that_charges_nothing(
     api: Api,
 ) -> None:
     assert (await api.buy(2)).status_code == 201
