@@ -65,15 +65,13 @@ class Alert(BaseModel):
         "days; `renewal.upcoming`: the renewal at `at`, within 7 days, will charge `amount`."
     )
     threshold: int | None = Field(
-        default=None, description="`seats.threshold_reached`: the percentage; else null."
+        description="`seats.threshold_reached`: the percentage; else null."
     )
     at: datetime | None = Field(
-        default=None,
         description="`trial.ending`: when the trial ends; `renewal.upcoming`: when the renewal "
         "is charged; else null.",
     )
     amount: int | None = Field(
-        default=None,
         description="`renewal.upcoming`: what the renewal is expected to charge, in minor units "
         "of the plan's currency (after any scheduled decrease); else null.",
     )
@@ -106,7 +104,6 @@ class PlanSummary(BaseModel):
         description="The oldest unpaid renewal, for a past-due banner to pay (R9); or null."
     )
     alerts: list[Alert] = Field(
-        default_factory=list,
         description="The facts of R16 in force now, for banners (empty: none).",
     )
 
