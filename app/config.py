@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, StrictInt, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, StrictInt, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.billing.pricing import MAX_PRICE, MAX_SEATS
 
@@ -97,6 +98,12 @@ class Settings(BaseSettings):
         '{"USD": 1900, "IDR": 300000}. After validation it always names SEATS_CURRENCY.',
     )
     trial_days: int = Field(default=14, ge=1)
+    alert_thresholds: Annotated[list[int], NoDecode] = Field(
+        default=[80, 100],
+        description="R16: percentages of the seat total whose first reach sends "
+        "`seats.threshold_reached`, as a JSON list or comma-separated, e.g. `[80, 100]` or "
+        "`80,100`: whole numbers from 1 to 100, each once.",
+    )
     trial_seats: int = Field(default=20, ge=1)
     test_clock: bool = Field(default=False, description="Enables PUT /internal/v1/test-clock.")
     cors_origins: list[str] = Field(default_factory=list)
@@ -232,6 +239,11 @@ class Settings(BaseSettings):
         default=None, description="Test only: crash the process at this named point."
     )
 
+    @field_validator("alert_thresholds", mode="before")
+    @classmethod
+    def _parse_alert_thresholds(cls, value: object) -> list[int]:
+        return parse_alert_thresholds(value)
+
     @model_validator(mode="after")
     def _check_keys(self) -> Settings:
         if self.jwt_public_key is None and len(self.jwt_secret) < MIN_SECRET_LENGTH:
@@ -317,6 +329,36 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def parse_alert_thresholds(value: object) -> list[int]:
+    """SEATS_ALERT_THRESHOLDS (R16): a JSON list or comma-separated whole percentages from 1
+    to 100, each once; sorted. Anything else refuses to start, saying what was wrong."""
+    items: object = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+        except ValueError:
+            items = None
+    if not isinstance(items, list | tuple):
+        raise ValueError(f"SEATS_ALERT_THRESHOLDS must be a list such as [80, 100], got {value!r}")
+    found: list[int] = []
+    for item in items:
+        text = str(item).strip()
+        if (
+            isinstance(item, bool)
+            or not re.fullmatch(r"[0-9]{1,3}", text)
+            or not (1 <= int(text) <= 100)
+        ):
+            raise ValueError(
+                "SEATS_ALERT_THRESHOLDS: each threshold is a whole percentage of the seat total "
+                f"from 1 to 100, got {item!r}"
+            )
+        if int(text) in found:
+            raise ValueError(f"SEATS_ALERT_THRESHOLDS: {int(text)} is named twice")
+        found.append(int(text))
+    return sorted(found)
 
 
 @lru_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import app.billing_run.models
 import app.clock
 import app.directory.models
 import app.idempotency

@@ -113,6 +113,9 @@ PROPERTIES: dict[str, str] = {
     "BillingRunReport.charges_unavailable": "Charges with no definitive answer: retried later.",
     "BillingRunReport.idempotency_keys_purged": "Expired idempotency keys deleted.",
     "BillingRunReport.quotes_purged": "Quotes expired for a day, deleted.",
+    "BillingRunReport.trial_reminders_sent": "`trial.ending` events sent (R16), once per trial.",
+    "BillingRunReport.renewal_reminders_sent": "`renewal.upcoming` events sent (R16), once "
+    "per renewal.",
     "BillingRunReport.purchases_voided": "Pending purchases voided after "
     "SEATS_PENDING_PURCHASE_HOURS without a definitive answer (R14).",
     "BillingRunReport.plans_canceled": "Plans canceled because dunning ended (R9).",

@@ -41,6 +41,8 @@ PRIVILEGES: dict[str, str] = {
     "charge_attempt": "SELECT, INSERT",
     "charge_outcome": "SELECT, INSERT",
     "event": "SELECT, INSERT",
+    # The billing run's marks of reminders sent (R16): added once, never changed.
+    "reminder": "SELECT, INSERT",
     # Read by the start-up check and /readyz.
     # Webhooks (SPEC §8): endpoints are managed, deliveries claimed and updated by the
     # worker; deleting an endpoint deletes its queue and log with it.

@@ -16,6 +16,7 @@ PURE = (
     "app.billing.proration",
     "app.billing.pricing",
     "app.seats.rules",
+    "app.seats.alerts",
     "app.collection.policy",
 )
 

@@ -2,11 +2,11 @@
 
 1. trial expiries, 2. pending purchases (collected, or voided after
 ``SEATS_PENDING_PURCHASE_HOURS``), 3. renewals to invoice, 4. charges to collect,
-5. dunning, 6. clean-up.
+5. dunning, 6. reminders (R16), 7. clean-up.
 
 Every job streams its candidates in batches (keyset order, no cap) and handles each item in
 short transactions of its own; no transaction is ever held across a gateway call. Jobs that
-only write (1, 3, 5) claim a batch of plans with ``FOR UPDATE SKIP LOCKED``: several runs at
+only write (1, 3, 5, 6) claim a batch of plans with ``FOR UPDATE SKIP LOCKED``: several runs at
 once, on one host or many, take disjoint batches. Jobs that call the gateway (2, 4) go through
 ``app.collection``, whose committed attempt row is the claim: a second run finds the call in
 flight and moves on, so no gateway key is ever sent from two places at once. Up to
@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.billing_run import plans
+from app.billing_run import plans, reminders
 from app.billing_run import repository as billing
 from app.clock import Clock
 from app.collection import repository as collection
@@ -63,6 +63,8 @@ class RunReport:
     purchases_failed: int = 0
     purchases_voided: int = 0
     plans_canceled: int = 0
+    trial_reminders_sent: int = 0
+    renewal_reminders_sent: int = 0
     charges_unavailable: int = 0
     charges_in_flight_elsewhere: int = 0
     idempotency_keys_purged: int = 0
@@ -98,6 +100,7 @@ async def run_billing(deps: BillingRun) -> RunReport:
     await _invoice_renewals(deps, now, report)
     await _collect_renewals(deps, report)
     await _dun(deps, now, report)
+    await _remind(deps, now, report)
     async with deps.db.transaction() as session:
         report.idempotency_keys_purged = await deps.idempotency.purge_expired(session)
         report.quotes_purged = await _purge_quotes(session, now)
@@ -270,6 +273,35 @@ async def _dun(deps: BillingRun, now: datetime, report: RunReport) -> None:
 
     where = [Plan.status == PlanStatus.PAST_DUE]
     await _claimed_plans(deps, where, work, add, report, "dunning")
+
+
+async def _remind(deps: BillingRun, now: datetime, report: RunReport) -> None:
+    """R16: ``trial.ending`` and ``renewal.upcoming``, once each (``reminders``)."""
+    accounts: dict[str, Account] = {}
+
+    async def trial(session: AsyncSession, plan: Plan) -> int:
+        return int(await reminders.remind_trial_ending(session, plan, now))
+
+    def add_trial(n: int) -> None:
+        report.trial_reminders_sent += n
+
+    async def prepare(session: AsyncSession, ids: list[str]) -> None:
+        accounts.clear()
+        accounts.update(await billing.accounts(session, ids))
+
+    async def renewal(session: AsyncSession, plan: Plan) -> int:
+        account = accounts[plan.account_id]
+        return int(await reminders.remind_renewal(session, plan, account, now, deps.settings))
+
+    def add_renewal(n: int) -> None:
+        report.renewal_reminders_sent += n
+
+    where = reminders.trials_to_remind(now)
+    await _claimed_plans(deps, where, trial, add_trial, report, "trial reminders")
+    where = reminders.renewals_to_remind(now)
+    await _claimed_plans(
+        deps, where, renewal, add_renewal, report, "renewal reminders", prepare=prepare
+    )
 
 
 # --- jobs that call the gateway: through collection, with bounded concurrency --------------

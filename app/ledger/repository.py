@@ -44,6 +44,18 @@ async def add_event(
     return event
 
 
+async def has_event_after(
+    session: AsyncSession, account_id: str, type: str, after: datetime
+) -> bool:
+    """Whether the account has an event of ``type`` later than ``after``."""
+    found = await session.scalar(
+        select(Event.id)
+        .where(Event.account_id == account_id, Event.at > after, Event.type == type)
+        .limit(1)
+    )
+    return found is not None
+
+
 async def get_invoice(
     session: AsyncSession, invoice_id: str, *, for_update: bool = False, lines: bool = True
 ) -> Invoice | None:

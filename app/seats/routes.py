@@ -229,11 +229,12 @@ async def assign_agent(
     principal: PrincipalDep,
     session: SessionDep,
     now: NowDep,
+    settings: SettingsDep,
     response: Response,
 ) -> AgentOut:
     """Assign a seat (R5): 201 new agent, 200 already one."""
     # The caller's role is read with the plan's lock, in one statement (no CallerDep).
-    agent, created = await service.assign(session, principal, account_id, user_id, now)
+    agent, created = await service.assign(session, principal, account_id, user_id, now, settings)
     response.status_code = 201 if created else 200
     return agent
 

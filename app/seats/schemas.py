@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -70,6 +71,30 @@ class CallerOut(PersonOut):
     agent: bool = Field(description="Whether they hold a seat.")
 
 
+class Alert(BaseModel):
+    """A fact of R16 in force now, for a banner."""
+
+    type: Literal[
+        "seats.threshold_reached", "seats.exhausted", "trial.ending", "renewal.upcoming"
+    ] = Field(
+        description="`seats.threshold_reached`: usage is at or above `threshold` percent "
+        "of the seats (the highest one reached); `seats.exhausted`: no empty seat, an "
+        "assignment would be refused; `trial.ending`: the trial ends at `at`, within 3 "
+        "days; `renewal.upcoming`: the renewal at `at`, within 7 days, will charge `amount`."
+    )
+    threshold: int | None = Field(
+        description="`seats.threshold_reached`: the percentage; else null."
+    )
+    at: datetime | None = Field(
+        description="`trial.ending`: when the trial ends; `renewal.upcoming`: when the renewal "
+        "is charged; else null.",
+    )
+    amount: int | None = Field(
+        description="`renewal.upcoming`: what the renewal is expected to charge, in minor units "
+        "of the plan's currency (after any scheduled decrease); else null.",
+    )
+
+
 class PlanSummary(BaseModel):
     """The plan as the Manage Seats page shows it."""
 
@@ -115,6 +140,9 @@ class PlanSummary(BaseModel):
         default=None,
         description="The one user who may buy, remove seats and pay (R1), for telling others "
         "whom to ask; null for a service, or when the directory names none.",
+    )
+    alerts: list[Alert] = Field(
+        description="The facts of R16 in force now, for banners (empty: none).",
     )
 
 

@@ -20,16 +20,24 @@ from app.config import Settings
 from app.db import Database
 from app.directory.models import Account, Role
 from app.entitlements import EntitlementCache
-from app.errors import Conflict, NotAnAgent, NotFound, UnsupportedCurrency, UserNotFound
+from app.errors import (
+    Conflict,
+    NoEmptySeat,
+    NotAnAgent,
+    NotFound,
+    UnsupportedCurrency,
+    UserNotFound,
+)
 from app.ids import new_id
 from app.ledger import repository as ledger
 from app.pagination import next_cursor
-from app.seats import repository, rules
+from app.seats import alerts, repository, rules
 from app.seats.models import Plan, Quote
 from app.seats.schemas import (
     AccountUser,
     AgentCheck,
     AgentOut,
+    Alert,
     CallerOut,
     OutstandingInvoice,
     PeriodOut,
@@ -93,6 +101,15 @@ def summarize(
             ends_at=plan.trial_ends_at,
         )
     period = state.period if state.status.is_paid else None
+    renewal = None
+    if price is not None:
+        renewal = alerts.next_renewal(
+            state,
+            anchor=account.billing_anchor,
+            cycle=BillingCycle(account.billing_cycle),
+            unit_price=price,
+        )
+    facts = alerts.alerts(state, now, settings.alert_thresholds, renewal)
     return PlanSummary(
         status=state.status,
         seats=state.seats,
@@ -108,6 +125,7 @@ def summarize(
         next_renewal_at=datetime.combine(period.end, time(), UTC) if period else None,
         outstanding_invoice=outstanding,
         trial_seats=settings.trial_seats,
+        alerts=[Alert(type=f.type, threshold=f.threshold, at=f.at, amount=f.amount) for f in facts],
     )
 
 
@@ -305,7 +323,8 @@ async def remove_seats(
     """R4, R7: lower the total at once; only empty seats go, and nothing is refunded."""
     plan, account, caller = await load_as(session, caller)
     caller.require_primary_admin()
-    rules.check_removal(plan_state(plan).at(now), seats)
+    state = plan_state(plan).at(now)
+    rules.check_removal(state, seats)
     before = plan.seats
     plan.seats = seats
     touch(plan, now)
@@ -317,6 +336,9 @@ async def remove_seats(
         at=now,
         data={"seats_before": before, "seats_after": seats},
     )
+    # A lower total raises usage: 10 of 12 assigned becomes 10 of 10 (R16).
+    after = alerts.Usage(plan.assigned, seats)
+    await note_thresholds(session, caller, now, settings, alerts.usage(state), after)
     return await summary(session, plan, account, settings, now, caller)
 
 
@@ -341,8 +363,59 @@ def seat_event(
     return repository.SeatEvent(new_id("evt"), account_id, type, actor, now, data)
 
 
+async def note_thresholds(
+    session: AsyncSession,
+    caller: Caller,
+    now: datetime,
+    settings: Settings,
+    before: alerts.Usage,
+    after: alerts.Usage,
+) -> None:
+    """R16: a ``seats.threshold_reached`` event for each threshold the change crossed upwards
+    (``app.seats.alerts``); nothing at all, and no round trip, when it crossed none."""
+    for threshold in alerts.crossed(settings.alert_thresholds, before, after):
+        await ledger.add_event(
+            session,
+            account_id=caller.account_id,
+            type="seats.threshold_reached",
+            actor=caller.actor,
+            at=now,
+            data={"threshold": threshold, "assigned": after.assigned, "seats": after.seats},
+        )
+
+
+async def note_exhausted(
+    session: AsyncSession, caller: Caller, user_id: str, now: datetime, state: rules.PlanState
+) -> None:
+    """R16: ``seats.exhausted`` for an assignment refused for want of an empty seat, at most
+    once per account per hour, and kept although the request answers 409.
+
+    The plan's lock is held: concurrent refusals of the account wait for it, and each sees
+    the one before it, so the hour's first is the only one written. The event is committed
+    here, before the refusal is raised (which rolls back the request's transaction); this
+    transaction wrote nothing else (the refused assignment changed nothing).
+    """
+    after = now - alerts.EXHAUSTED_EVERY
+    if await ledger.has_event_after(session, caller.account_id, "seats.exhausted", after):
+        return
+    await ledger.add_event(
+        session,
+        account_id=caller.account_id,
+        type="seats.exhausted",
+        actor=caller.actor,
+        at=now,
+        data={"user_id": user_id, "assigned": state.assigned, "seats": state.seats},
+    )
+    await session.commit()
+
+
 async def assign(
-    session: AsyncSession, principal: Principal, account_id: str, user_id: str, now: datetime
+    session: AsyncSession,
+    principal: Principal,
+    account_id: str,
+    user_id: str,
+    now: datetime,
+    settings: Settings,
 ) -> tuple[AgentOut, bool]:
     """R5: give the user a seat; ``(agent, created)``. Assigning an agent again is a no-op."""
     caller, plan = await lock_plan_as(session, principal, account_id)
@@ -350,8 +423,9 @@ async def assign(
     # Judged now, raised only once the user is known to exist and hold no seat: the answers
     # keep their order (404 no such user, 200 already an agent, then the rules' 409s).
     refusal: Conflict | None = None
+    state = plan_state(plan).at(now)
     try:
-        rules.check_assign(plan_state(plan).at(now))
+        rules.check_assign(state)
     except Conflict as exc:
         refusal = exc
     data: dict[str, object] = {
@@ -376,7 +450,14 @@ async def assign(
             user_id=user_id, assigned_at=seat.assigned_at, assigned_by=seat.assigned_by
         ), False
     if refusal is not None:
+        if isinstance(refusal, NoEmptySeat):
+            await note_exhausted(session, caller, user_id, now, state)
         raise refusal
+    # The locked count and the write's answer say whether a threshold was crossed: only
+    # then is anything more written (R16).
+    before = alerts.usage(state)
+    after = alerts.Usage(before.assigned + 1, before.seats)
+    await note_thresholds(session, caller, now, settings, before, after)
     return AgentOut(user_id=user_id, assigned_at=now, assigned_by=caller.actor), True
 
 

@@ -35,9 +35,11 @@ async def test_r4_removal_down_to_exactly_the_assigned_seats(api: Api) -> None:
     assert summary["status"] == "active"
     assert (summary["monthly_total"], summary["cycle_total"]) == (4 * 1900, 4 * 1900)
     assert await api.summary() == summary
-    removed = (await events(api))[0]
+    # Newest first: the removal, then the thresholds it made usage reach (R16).
+    removed, *reached = list(reversed(await events(api)))[-3:]
     assert (removed["type"], removed["actor"]) == ("seats.removed", "user:alice")
     assert removed["data"] == {"seats_before": 10, "seats_after": 4}
+    assert [e["type"] for e in reached] == ["seats.threshold_reached"] * 2
 
 
 async def test_r7_removal_to_zero_without_agents(api: Api) -> None:
