@@ -5,20 +5,14 @@ from __future__ import annotations
 from fastapi.encoders import jsonable_encoder
 
 from app.auth import Caller
-from app.collection.policy import Mode, Wait
+from app.collection.policy import Mode
+from app.collection.results import raise_for
 from app.collection.service import Collected, Collector
 from app.db import Database
-from app.errors import (
-    InvoiceNotFound,
-    InvoiceNotPayable,
-    PaymentDeclined,
-    PaymentPending,
-    PaymentUnavailable,
-    PurchaseVoided,
-)
+from app.errors import InvoiceNotFound, InvoiceNotPayable
 from app.idempotency import IdempotencyStore, IdempotentRequest, StoredResponse
 from app.ledger import repository as ledger
-from app.ledger.models import AttemptOutcome, InvoiceStatus
+from app.ledger.models import InvoiceStatus
 from app.ledger.schemas import InvoiceOut
 
 
@@ -46,24 +40,7 @@ async def pay_invoice(
 
 
 async def _answer(db: Database, collected: Collected) -> StoredResponse:
-    invoice = collected.invoice
-    if invoice.status is InvoiceStatus.PAID:
-        async with db.transaction() as session:
-            fresh = await ledger.get_invoice(session, invoice.id)
-        return StoredResponse(200, jsonable_encoder(InvoiceOut.model_validate(fresh)))
-    if invoice.status is InvoiceStatus.VOID:
-        raise PurchaseVoided("The purchase was voided; nothing was charged.", invoice_id=invoice.id)
-    if invoice.status is not InvoiceStatus.PENDING and invoice.status is not InvoiceStatus.FAILED:
-        raise InvoiceNotPayable(f"The invoice is {invoice.status.value}, not outstanding.")
-    if invoice.status is InvoiceStatus.FAILED or collected.outcome is AttemptOutcome.DECLINED:
-        reason = invoice.failure_reason or collected.reason
-        raise PaymentDeclined(
-            f"The payment method was declined ({reason}).", invoice_id=invoice.id, reason=reason
-        )
-    if collected.outcome is AttemptOutcome.REJECTED:
-        raise PaymentUnavailable(
-            "The payments service refused the request; retry later.", invoice_id=invoice.id
-        )
-    if collected.wait is Wait.IN_FLIGHT:
-        raise PaymentPending("A charge of this invoice is in flight; retry shortly.")
-    raise PaymentPending("The payment service did not answer; retry.", invoice_id=invoice.id)
+    raise_for(collected)
+    async with db.transaction() as session:
+        fresh = await ledger.get_invoice(session, collected.invoice.id)
+    return StoredResponse(200, jsonable_encoder(InvoiceOut.model_validate(fresh)))
