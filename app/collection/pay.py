@@ -10,7 +10,7 @@ from app.collection.results import raise_for
 from app.collection.service import Collected, Collector
 from app.db import Database
 from app.errors import InvoiceNotFound, InvoiceNotPayable
-from app.idempotency import IdempotencyStore, IdempotentRequest, StoredResponse
+from app.idempotency import Once, StoredResponse
 from app.ledger import repository as ledger
 from app.ledger.models import InvoiceStatus
 from app.ledger.schemas import InvoiceOut
@@ -19,9 +19,8 @@ from app.ledger.schemas import InvoiceOut
 async def pay_invoice(
     db: Database,
     collector: Collector,
-    idem: IdempotencyStore,
+    once: Once,
     caller: Caller,
-    req: IdempotentRequest | None,
     invoice_id: str,
 ) -> StoredResponse:
     """Charge an outstanding invoice now with the account's payment method of now."""
@@ -36,7 +35,7 @@ async def pay_invoice(
             raise InvoiceNotPayable(f"The invoice is {invoice.status.value}, not outstanding.")
         return await _answer(db, await collector.collect(invoice.id, caller.actor, Mode.MANUAL))
 
-    return await (idem.execute(req, work) if req is not None else work())
+    return await once.execute(work)
 
 
 async def _answer(db: Database, collected: Collected) -> StoredResponse:

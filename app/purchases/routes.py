@@ -5,15 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.deps import (
-    CallerApartDep,
-    ClockDep,
-    CollectorDep,
-    DbDep,
-    IdempotencyDep,
-    IdempotentRequestDep,
-    SettingsDep,
-)
+from app.deps import CallerApartDep, ClockDep, CollectorDep, DbDep, OnceDep, SettingsDep
 from app.openapi_errors import problems
 from app.purchases import service
 from app.seats.schemas import PurchaseIn, PurchaseOut
@@ -30,14 +22,13 @@ router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["seat
 async def purchase_seats(
     body: PurchaseIn,
     caller: CallerApartDep,
-    req: IdempotentRequestDep,
+    once: OnceDep,
     db: DbDep,
     collector: CollectorDep,
-    idem: IdempotencyDep,
     clock: ClockDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     """Raise the total, charging the prorated price now (R6). Needs an `Idempotency-Key`."""
-    deps = service.Purchases(db, collector, idem, clock, settings)
-    reply = await service.purchase(deps, caller, req, body)
+    deps = service.Purchases(db, collector, clock, settings)
+    reply = await service.purchase(deps, caller, once, body)
     return reply.to_response()

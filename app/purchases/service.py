@@ -43,7 +43,7 @@ from app.errors import (
     QuoteNotFound,
     QuoteStale,
 )
-from app.idempotency import IdempotencyStore, IdempotentRequest, StoredResponse
+from app.idempotency import IdempotentRequest, Once, StoredResponse
 from app.ids import new_id
 from app.ledger import repository as ledger
 from app.ledger.models import InvoiceKind, InvoiceStatus
@@ -60,16 +60,14 @@ class Purchases:
 
     db: Database
     collector: Collector
-    idempotency: IdempotencyStore
     clock: Clock
     settings: Settings
 
 
-async def purchase(
-    deps: Purchases, caller: Caller, req: IdempotentRequest | None, body: PurchaseIn
-) -> StoredResponse:
+async def purchase(deps: Purchases, caller: Caller, once: Once, body: PurchaseIn) -> StoredResponse:
     """Raise the plan to ``body.seats``, charging the prorated price now (R6)."""
     caller.require_primary_admin()
+    req = once.request
     if req is None:
         raise IdempotencyKeyRequired("A purchase needs an Idempotency-Key header.")
 
@@ -80,7 +78,7 @@ async def purchase(
         raise_for(collected)
         return await _paid(deps, caller.account_id, collected.invoice, prepared.lines)
 
-    return await deps.idempotency.execute(req, work)
+    return await once.execute(work)
 
 
 @dataclass(frozen=True, slots=True)
