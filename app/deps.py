@@ -16,7 +16,7 @@ from app.config import Settings
 from app.db import Database
 from app.directory import repository as directory
 from app.errors import ServiceTokenRequired
-from app.idempotency import IdempotencyStore, IdempotentRequest, make_request
+from app.idempotency import IdempotencyStore, IdempotentRequest, Once, make_request
 from app.operations import key_required
 from app.payments.gateway import Gateway
 from app.read_positions import HEADER, asked_position
@@ -203,3 +203,13 @@ async def get_idempotent_request(
 
 
 IdempotentRequestDep = Annotated[IdempotentRequest | None, Depends(get_idempotent_request)]
+
+
+async def get_once(req: IdempotentRequestDep, store: IdempotencyDep, clock: ClockDep) -> Once:
+    """The unit of work of a POST that changes state, with its ``Idempotency-Key`` (SPEC §5):
+    routes run their work through it (``Once.run``, or ``Once.execute`` on the money paths)
+    and never open a transaction or claim a key themselves."""
+    return Once(store, req, clock)
+
+
+OnceDep = Annotated[Once, Depends(get_once)]

@@ -396,3 +396,30 @@ class IdempotencyStore:
                 if self._unreleased.get(scope) == (req, locked_at):
                     del self._unreleased[scope]
                 log.info("released idempotency key after the database came back")
+
+
+@dataclass(frozen=True, slots=True)
+class Once:
+    """A state-changing request's unit of work, run at most once per ``Idempotency-Key``
+    (``request``; None when none was sent): what a route gets from ``app.deps.OnceDep``.
+
+    Two shapes, and only these: ``run`` does the work in one transaction that also stores
+    the answer; ``execute`` is the money paths' two-phase unit (claim, commit, call the
+    gateway, record: ``work`` opens its own transactions) whose answer is stored after it.
+    """
+
+    store: IdempotencyStore
+    request: IdempotentRequest | None
+    clock: Clock
+
+    async def run(
+        self, status: int, work: Callable[[AsyncSession, datetime], Awaitable[BaseModel]]
+    ) -> JSONResponse:
+        """``work(session, now)`` in one transaction, answered with ``status``."""
+        return await self.store.run(self.request, status, self.clock, work)
+
+    async def execute(self, work: Callable[[], Awaitable[StoredResponse]]) -> StoredResponse:
+        """``work`` (its own transactions), at most once per key; without a key, just once."""
+        if self.request is None:
+            return await work()
+        return await self.store.execute(self.request, work)

@@ -27,6 +27,7 @@ from app.observability import ServiceMiddleware, configure_logging
 from app.openapi import build_openapi, operation_id
 from app.ops import router as ops_router
 from app.payments import make_gateway
+from app.payments.faults import CrashingGateway
 from app.problems import error_response, install_error_handlers, unexpected_error_response
 from app.purchases.routes import router as purchases_router
 from app.read_positions import ReadYourWrites
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         connect_timeout=settings.payments_connect_timeout,
         read_timeout=settings.payments_read_timeout,
     )
+    if settings.fault_point:  # the crash tests' switch, never set in production
+        app.state.gateway = CrashingGateway(app.state.gateway, settings.fault_point)
     app.state.idempotency = IdempotencyStore(
         db,
         lock_seconds=settings.idempotency_lock_seconds,

@@ -5,29 +5,22 @@ from __future__ import annotations
 from fastapi.encoders import jsonable_encoder
 
 from app.auth import Caller
-from app.collection.policy import Mode, Wait
+from app.collection.policy import Mode
+from app.collection.results import raise_for
 from app.collection.service import Collected, Collector
 from app.db import Database
-from app.errors import (
-    InvoiceNotFound,
-    InvoiceNotPayable,
-    PaymentDeclined,
-    PaymentPending,
-    PaymentUnavailable,
-    PurchaseVoided,
-)
-from app.idempotency import IdempotencyStore, IdempotentRequest, StoredResponse
+from app.errors import InvoiceNotFound, InvoiceNotPayable
+from app.idempotency import Once, StoredResponse
 from app.ledger import repository as ledger
-from app.ledger.models import AttemptOutcome, InvoiceStatus
+from app.ledger.models import InvoiceStatus
 from app.ledger.schemas import InvoiceOut
 
 
 async def pay_invoice(
     db: Database,
     collector: Collector,
-    idem: IdempotencyStore,
+    once: Once,
     caller: Caller,
-    req: IdempotentRequest | None,
     invoice_id: str,
 ) -> StoredResponse:
     """Charge an outstanding invoice now with the account's payment method of now."""
@@ -42,28 +35,11 @@ async def pay_invoice(
             raise InvoiceNotPayable(f"The invoice is {invoice.status.value}, not outstanding.")
         return await _answer(db, await collector.collect(invoice.id, caller.actor, Mode.MANUAL))
 
-    return await (idem.execute(req, work) if req is not None else work())
+    return await once.execute(work)
 
 
 async def _answer(db: Database, collected: Collected) -> StoredResponse:
-    invoice = collected.invoice
-    if invoice.status is InvoiceStatus.PAID:
-        async with db.transaction() as session:
-            fresh = await ledger.get_invoice(session, invoice.id)
-        return StoredResponse(200, jsonable_encoder(InvoiceOut.model_validate(fresh)))
-    if invoice.status is InvoiceStatus.VOID:
-        raise PurchaseVoided("The purchase was voided; nothing was charged.", invoice_id=invoice.id)
-    if invoice.status is not InvoiceStatus.PENDING and invoice.status is not InvoiceStatus.FAILED:
-        raise InvoiceNotPayable(f"The invoice is {invoice.status.value}, not outstanding.")
-    if invoice.status is InvoiceStatus.FAILED or collected.outcome is AttemptOutcome.DECLINED:
-        reason = invoice.failure_reason or collected.reason
-        raise PaymentDeclined(
-            f"The payment method was declined ({reason}).", invoice_id=invoice.id, reason=reason
-        )
-    if collected.outcome is AttemptOutcome.REJECTED:
-        raise PaymentUnavailable(
-            "The payments service refused the request; retry later.", invoice_id=invoice.id
-        )
-    if collected.wait is Wait.IN_FLIGHT:
-        raise PaymentPending("A charge of this invoice is in flight; retry shortly.")
-    raise PaymentPending("The payment service did not answer; retry.", invoice_id=invoice.id)
+    raise_for(collected)
+    async with db.transaction() as session:
+        fresh = await ledger.get_invoice(session, collected.invoice.id)
+    return StoredResponse(200, jsonable_encoder(InvoiceOut.model_validate(fresh)))

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.collection.pay import pay_invoice as pay
-from app.deps import CallerApartDep, CollectorDep, DbDep, IdempotencyDep, IdempotentRequestDep
+from app.deps import CallerApartDep, CollectorDep, DbDep, OnceDep
 from app.errors import (
     InvoiceNotFound,
     InvoiceNotPayable,
@@ -41,11 +41,10 @@ router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["ledg
 async def pay_invoice(
     invoice_id: InvoiceIdPath,
     caller: CallerApartDep,
-    req: IdempotentRequestDep,
+    once: OnceDep,
     db: DbDep,
     collector: CollectorDep,
-    idem: IdempotencyDep,
 ) -> JSONResponse:
     """Charge an outstanding (pending) invoice again (R9). Primary admin only."""
-    reply = await pay(db, collector, idem, caller, req, invoice_id)
+    reply = await pay(db, collector, once, caller, invoice_id)
     return reply.to_response()

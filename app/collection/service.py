@@ -17,16 +17,14 @@ sends the same request under the same key, which the gateway charges at most onc
 Claims and records take a batch of invoices as readily as one (the same few Core statements,
 ``app.collection.repository``): the billing run claims a chunk of renewals per transaction and
 records the answers that have arrived together, which is what lets one run keep its calls in
-flight without spending its CPU on the database. A purchase records its first attempt in the
-transaction that makes its invoice (``claim_first`` decides it, the purchase writes it with
-the invoice), so the two commit together.
+flight without spending its CPU on the database. A purchase asks the engine to ``open`` its
+invoice in the purchase's transaction: the invoice and its first attempt are written
+together (``app.collection.opening``), so the two commit together.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,8 +34,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import Clock
+from app.collection import opening, settle
 from app.collection import repository as repo
-from app.collection import settle
 from app.collection.policy import Mode, RetryPolicy, Send, Wait, next_send
 from app.collection.repository import InvoiceState, PlanState
 from app.config import Settings
@@ -87,6 +85,15 @@ class Answer:
     charge_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An invoice a request opened (with the claim of its first call) or found opened by an
+    earlier try of the same request (no claim: ``finish`` decides what it needs)."""
+
+    invoice_id: str
+    claim: Claim | None = None
+
+
 @dataclass
 class Claimed:
     """What claiming a batch of invoices came to."""
@@ -119,8 +126,8 @@ class Collector:
     """Collects invoices through the gateway: claim, call, record (see the module doc).
 
     ``collect`` and ``void`` do one invoice; the billing run uses ``claim``, ``send`` and
-    ``record`` directly on batches, and a purchase takes its first attempt from
-    ``claim_first`` and writes it in the transaction that makes its invoice.
+    ``record`` directly on batches; a purchase ``open``s its invoice (with its first attempt)
+    in its own transaction and ``finish``es it after the commit.
     """
 
     def __init__(self, db: Database, gateway: Gateway, clock: Clock, settings: Settings) -> None:
@@ -246,60 +253,71 @@ class Collector:
             out.done.append(Collected(settled, outcome=AttemptOutcome.SUCCEEDED))
         return out
 
-    def claim_first(
-        self, new: Mapping[str, Any], actor: str, now: datetime
-    ) -> tuple[Claim, dict[str, Any]] | None:
-        """The first attempt of a new invoice (``new``: its column values), not yet written:
-        the claim and the attempt row, which the caller writes in the transaction that
-        inserts the invoice (its plan locked), so that the two commit together and no
-        collector ever sees the pending invoice without its attempt. Then ``complete`` the
-        claim after the commit.
+    async def open(
+        self,
+        session: AsyncSession,
+        invoice: Mapping[str, Any],
+        line: Mapping[str, Any],
+        actor: str,
+        now: datetime,
+    ) -> Opened | None:
+        """Open a new pending invoice for collection, in the caller's transaction (its plan
+        locked): the invoice (``invoice``: its column values), its one line, the plan's note
+        that it waits for it, and its first attempt, written together, so that no collector
+        ever sees the pending invoice without its claim. ``finish`` it after the commit.
 
-        None when there is nothing to charge (a total of 0): ``collect`` settles it.
+        None, and nothing written, when the invoice's request already has one (a retry: the
+        caller finds that one). An invoice of 0 is opened without an attempt: ``finish``
+        settles it without a call.
         """
-        invoice = InvoiceState(
-            id=new["id"],
-            account_id=new["account_id"],
-            kind=new["kind"],
-            status=new["status"],
-            total=new["total"],
-            currency=new["currency"],
-            seats=new["seats"],
-            period_start=new["period_start"],
-            period_end=new["period_end"],
-            billing_cycle=new["billing_cycle"],
-            payment_method=new["payment_method"],
-            account_payment_method=new["payment_method"],
+        state = InvoiceState(
+            id=invoice["id"],
+            account_id=invoice["account_id"],
+            kind=invoice["kind"],
+            status=invoice["status"],
+            total=invoice["total"],
+            currency=invoice["currency"],
+            seats=invoice["seats"],
+            period_start=invoice["period_start"],
+            period_end=invoice["period_end"],
+            billing_cycle=invoice["billing_cycle"],
+            payment_method=invoice["payment_method"],
+            account_payment_method=invoice["payment_method"],
             failure_reason=None,
-            created_at=new["created_at"],
+            created_at=invoice["created_at"],
             paid_at=None,
             charge_id=None,
         )
-        if invoice.total == 0:
+        claim = None
+        if state.total != 0:
+            decision = next_send(
+                [],
+                invoice_id=state.id,
+                payment_method=state.payment_method,
+                mode=Mode.REQUEST,
+                now=now,
+                wall_now=_wall_now(),
+                lease=self.lease,
+                retry=self.retry,
+            )
+            assert isinstance(decision, Send)  # a first attempt always sends
+            claim = Claim(state, decision)
+        attempt = None if claim is None else _attempt_row(state, claim.send, actor, now)
+        if not await opening.add_pending(session, invoice, line, attempt):
             return None
-        decision = next_send(
-            [],
-            invoice_id=invoice.id,
-            payment_method=invoice.payment_method,
-            mode=Mode.REQUEST,
-            now=now,
-            wall_now=_wall_now(),
-            lease=self.lease,
-            retry=self.retry,
-        )
-        assert isinstance(decision, Send)  # a first attempt always sends
-        return Claim(invoice, decision), _attempt_row(invoice, decision, actor, now)
+        return Opened(state.id, claim)
+
+    async def finish(self, opened: Opened, actor: str) -> Collected:
+        """Collect an invoice opened (or found) by a request: the claimed call made and
+        recorded, or, without a claim of its own, whatever the invoice needs now."""
+        if opened.claim is not None:
+            return await self.complete(opened.claim, actor)
+        return await self.collect(opened.invoice_id, actor, Mode.REQUEST)
 
     # --- 2. call -----------------------------------------------------------------------
 
     async def send(self, claim: Claim) -> Answer:
         """Make the claimed call, outside any transaction; every failure is an answer."""
-        crash_point(self.settings, "before_charge")
-        answer = await self._call(claim)
-        crash_point(self.settings, "after_charge")
-        return answer
-
-    async def _call(self, claim: Claim) -> Answer:
         invoice, send = claim.invoice, claim.send
         try:
             if send.operation is AttemptOperation.VOID:
@@ -386,10 +404,3 @@ class Collector:
 
 def _settlement(plan: PlanState, invoice: InvoiceState, answer: Answer) -> settle.Settlement:
     return settle.Settlement(plan, invoice, answer.outcome, answer.reason, answer.charge_id)
-
-
-def crash_point(settings: Settings, name: str) -> None:
-    """Fault injection for the crash tests: die here, as a power cut would."""
-    if settings.fault_point == name:
-        log.critical("fault point %s reached: killing the process", name)
-        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no rollback, no response

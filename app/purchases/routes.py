@@ -10,8 +10,7 @@ from app.deps import (
     ClockDep,
     CollectorDep,
     DbDep,
-    IdempotencyDep,
-    IdempotentRequestDep,
+    OnceDep,
     SettingsDep,
 )
 from app.errors import (
@@ -63,14 +62,13 @@ router = APIRouter(prefix="/v1/accounts/{account_id}/conversations", tags=["seat
 async def purchase_seats(
     body: PurchaseIn,
     caller: CallerApartDep,
-    req: IdempotentRequestDep,
+    once: OnceDep,
     db: DbDep,
     collector: CollectorDep,
-    idem: IdempotencyDep,
     clock: ClockDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     """Raise the total, charging the prorated price now (R6). Needs an `Idempotency-Key`."""
-    deps = service.Purchases(db, collector, idem, clock, settings)
-    reply = await service.purchase(deps, caller, req, body)
+    deps = service.Purchases(db, collector, clock, settings)
+    reply = await service.purchase(deps, caller, once, body)
     return reply.to_response()

@@ -2,13 +2,15 @@
 
 The order is what makes it safe, and it must not change:
 
-1. In one transaction, with the plan locked: check the rules, price the purchase and record a
-   ``pending`` invoice (the plan notes it is waiting for it) and its first attempt
-   (``Collector.claim_first``), all written by one statement on PostgreSQL. Commit.
-2. Collect it (``app.collection``): the gateway charged with the invoice id as the key, the
+1. In one transaction, with the plan locked: check the rules, price the purchase and ask
+   collection to open a ``pending`` invoice (``Collector.open``: the plan notes it is waiting
+   for it, and its first attempt is recorded with it, all written by one statement on
+   PostgreSQL). Commit.
+2. Collect it (``Collector.finish``): the gateway charged with the invoice id as the key, the
    outcome appended and the invoice settled, paid (seats raised) or failed, in one
    transaction.
-3. Answer from the invoice as it now stands.
+3. Answer from the invoice as it now stands: a paid one here, any other the problem
+   collection raises for it (``app.collection.results``, the same as ``/pay``'s).
 
 A timeout in 2 leaves a pending invoice with no definitive answer, and a crash after 1 one
 whose attempt has no outcome (resent once its lease has passed): a retry with the same
@@ -29,28 +31,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Caller
 from app.billing.pricing import PriceChange
 from app.clock import Clock
-from app.collection.policy import Mode
 from app.collection.repository import InvoiceState
-from app.collection.service import Claim, Collected, Collector
+from app.collection.results import raise_for
+from app.collection.service import Collector, Opened
 from app.config import Settings
 from app.db import Database
 from app.errors import (
     AppError,
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
-    PaymentDeclined,
-    PaymentPending,
-    PaymentUnavailable,
-    PurchaseVoided,
     QuoteNotFound,
     QuoteStale,
 )
-from app.idempotency import IdempotencyStore, IdempotentRequest, StoredResponse
+from app.idempotency import IdempotentRequest, Once, StoredResponse
 from app.ids import new_id
 from app.ledger import repository as ledger
-from app.ledger.models import AttemptOutcome, InvoiceKind, InvoiceStatus
+from app.ledger.models import InvoiceKind, InvoiceStatus
 from app.ledger.schemas import InvoiceLineOut, InvoiceOut
-from app.purchases import repository
 from app.seats import repository as seats
 from app.seats import rules
 from app.seats.schemas import PurchaseIn, PurchaseOut
@@ -63,85 +60,54 @@ class Purchases:
 
     db: Database
     collector: Collector
-    idempotency: IdempotencyStore
     clock: Clock
     settings: Settings
 
 
-async def purchase(
-    deps: Purchases, caller: Caller, req: IdempotentRequest | None, body: PurchaseIn
-) -> StoredResponse:
+async def purchase(deps: Purchases, caller: Caller, once: Once, body: PurchaseIn) -> StoredResponse:
     """Raise the plan to ``body.seats``, charging the prorated price now (R6)."""
     caller.require_primary_admin()
+    req = once.request
     if req is None:
         raise IdempotencyKeyRequired("A purchase needs an Idempotency-Key header.")
 
     async def work() -> StoredResponse:
         async with deps.db.transaction() as session:
             prepared = await _prepare(session, deps, caller, req, body)
-        collected = await (
-            deps.collector.complete(prepared.claim, caller.actor)
-            if prepared.claim is not None
-            else deps.collector.collect(prepared.invoice_id, caller.actor, Mode.REQUEST)
-        )
-        return await answer(deps, caller, collected, prepared.lines)
+        collected = await deps.collector.finish(prepared.opened, caller.actor)
+        raise_for(collected)
+        return await _paid(deps, caller, collected.invoice, prepared.lines)
 
-    return await deps.idempotency.execute(req, work)
+    return await once.execute(work)
 
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    invoice_id: str
+    opened: Opened
     lines: list[InvoiceLineOut] | None  # as written now; None for an invoice of an earlier try
-    claim: Claim | None = None  # the first attempt, committed with a new invoice
 
 
-async def answer(
+async def _paid(
     deps: Purchases,
     caller: Caller,
-    collected: Collected,
+    invoice: InvoiceState,
     lines: list[InvoiceLineOut] | None = None,
 ) -> StoredResponse:
-    """The purchase's answer, from its invoice as it stands (the same for every retry)."""
-    invoice = collected.invoice
-    if invoice.status is InvoiceStatus.PAID:
-        # Reads only, each one statement: outside a transaction on PostgreSQL. The invoice
-        # is as its settlement left it; its lines never change once written (R11).
-        async with deps.db.read() as session:
-            now = await deps.clock.now(session)
-            plan, account = await load(session, caller.account_id, lock=False)
-            if lines is None:
-                written = await ledger.get_invoice(session, invoice.id)
-                assert written is not None
-                lines = [InvoiceLineOut.model_validate(line) for line in written.lines]
-            body = PurchaseOut(
-                summary=await summary(session, plan, account, deps.settings, now, caller),
-                invoice=_invoice_out(invoice, lines),
-            )
-        return StoredResponse(201, jsonable_encoder(body))
-    if invoice.status is InvoiceStatus.FAILED:
-        raise PaymentDeclined(
-            f"The payment method was declined ({invoice.failure_reason}); nothing changed.",
-            invoice_id=invoice.id,
-            reason=invoice.failure_reason,
+    """The purchase's answer, from its paid invoice as it stands (the same for every retry)."""
+    # Reads only, each one statement: outside a transaction on PostgreSQL. The invoice is as
+    # its settlement left it; its lines never change once written (R11).
+    async with deps.db.read() as session:
+        now = await deps.clock.now(session)
+        plan, account = await load(session, caller.account_id, lock=False)
+        if lines is None:
+            written = await ledger.get_invoice(session, invoice.id)
+            assert written is not None
+            lines = [InvoiceLineOut.model_validate(line) for line in written.lines]
+        body = PurchaseOut(
+            summary=await summary(session, plan, account, deps.settings, now, caller),
+            invoice=_invoice_out(invoice, lines),
         )
-    if invoice.status is InvoiceStatus.VOID:
-        raise PurchaseVoided(
-            "The payment got no definitive answer in time and was voided; nothing was "
-            "charged. Buy again with a new Idempotency-Key.",
-            invoice_id=invoice.id,
-        )
-    if collected.outcome is AttemptOutcome.REJECTED:
-        raise PaymentUnavailable(
-            "The payments service refused the request; the purchase stays pending and "
-            "completes once it is fixed, or is voided.",
-            invoice_id=invoice.id,
-        )
-    raise PaymentPending(
-        "The payment service did not answer; the purchase completes on a retry with "
-        "the same Idempotency-Key, or automatically.",
-        invoice_id=invoice.id,
-    )
+    return StoredResponse(201, jsonable_encoder(body))
 
 
 def _invoice_out(invoice: InvoiceState, lines: list[InvoiceLineOut]) -> InvoiceOut:
@@ -156,7 +122,7 @@ async def _prepare(
     req: IdempotentRequest,
     body: PurchaseIn,
 ) -> _Prepared:
-    """Step 1: the pending invoice of this request, made now or found from an earlier try;
+    """Step 1: the pending invoice of this request, opened now or found from an earlier try;
     a new one with its first attempt claimed (committed together, §6)."""
     now = await deps.clock.now(session)
     plan, account, caller = await load_as(session, caller)
@@ -208,21 +174,16 @@ async def _prepare(
         "created_by": caller.actor,
         "created_at": now,
     }
-    first = deps.collector.claim_first(invoice, caller.actor, now)
     # Where a retry's invoice is found when the rules still allow the purchase (its charge
-    # was declined, say): the insert reports it instead of a read before every purchase.
-    written = await repository.add_pending(
-        session,
-        invoice,
-        {"position": 0, **line.model_dump()},
-        None if first is None else first[1],
+    # was declined, say): opening reports it instead of a read before every purchase.
+    opened = await deps.collector.open(
+        session, invoice, {"position": 0, **line.model_dump()}, caller.actor, now
     )
-    if not written:
+    if opened is None:
         earlier = await _earlier(session, req)
         assert earlier is not None
         return earlier
-    claim = None if first is None else first[0]
-    return _Prepared(invoice_id, [line], claim)
+    return _Prepared(opened, [line])
 
 
 async def _earlier(session: AsyncSession, req: IdempotentRequest) -> _Prepared | None:
@@ -235,7 +196,7 @@ async def _earlier(session: AsyncSession, req: IdempotentRequest) -> _Prepared |
         raise IdempotencyKeyReused(
             "This Idempotency-Key was used with a different request body or path."
         )
-    return _Prepared(earlier.id, None)
+    return _Prepared(Opened(earlier.id), None)
 
 
 async def _check_quote(

@@ -14,9 +14,8 @@ from app.deps import (
     CallerApartDep,
     ClockDep,
     DbDep,
-    IdempotencyDep,
-    IdempotentRequestDep,
     NowDep,
+    OnceDep,
     PrincipalDep,
     ReplicaCallerDep,
     ReplicaNowDep,
@@ -85,17 +84,13 @@ async def get_plan(
 )
 async def start_trial(
     caller: CallerApartDep,
-    idem: IdempotencyDep,
-    req: IdempotentRequestDep,
-    clock: ClockDep,
+    once: OnceDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     """Start the 20-seat trial (R3). Primary admin only (R1); once per account."""
     # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_primary_admin()
-    return await idem.run(
-        req, 201, clock, lambda s, now: service.start_trial(s, caller, now, settings)
-    )
+    return await once.run(201, lambda s, now: service.start_trial(s, caller, now, settings))
 
 
 SeatsQuery = Annotated[
@@ -118,16 +113,14 @@ async def preview_quote(
 async def create_quote(
     body: SeatsIn,
     caller: CallerApartDep,
-    idem: IdempotencyDep,
-    req: IdempotentRequestDep,
-    clock: ClockDep,
+    once: OnceDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     """Price a new total, up or down (R8). Charges nothing; expires in 15 minutes."""
     # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_admin()
-    return await idem.run(
-        req, 201, clock, lambda s, now: service.create_quote(s, caller, body.seats, now, settings)
+    return await once.run(
+        201, lambda s, now: service.create_quote(s, caller, body.seats, now, settings)
     )
 
 
@@ -145,16 +138,14 @@ async def create_quote(
 async def remove_seats(
     body: SeatsIn,
     caller: CallerApartDep,
-    idem: IdempotencyDep,
-    req: IdempotentRequestDep,
-    clock: ClockDep,
+    once: OnceDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     """Lower the total at once (R7); only empty seats can go (R4). No refund."""
     # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_primary_admin()
-    return await idem.run(
-        req, 200, clock, lambda s, now: service.remove_seats(s, caller, body.seats, now, settings)
+    return await once.run(
+        200, lambda s, now: service.remove_seats(s, caller, body.seats, now, settings)
     )
 
 

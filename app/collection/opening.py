@@ -1,4 +1,5 @@
-"""SQL of the purchase flow: its pending invoice, written once.
+"""SQL of opening an invoice for collection (``Collector.open``): a purchase's pending invoice,
+written once.
 
 The pending invoice, its line, the plan's note of it and its first attempt go in together
 (SPEC §6: committed before the gateway is called). On PostgreSQL that is one statement, a
