@@ -29,6 +29,8 @@ _PLAN = cast(Table, Plan.__table__)
 _INVOICE_COLUMNS = (
     "id",
     "account_id",
+    "sequence",
+    "number",
     "kind",
     "status",
     "currency",
@@ -51,6 +53,10 @@ _LINE_COLUMNS = (
     "amount",
     "period_start",
     "period_end",
+    "seats_before",
+    "seats_after",
+    "days",
+    "days_in_period",
 )
 _ATTEMPT_COLUMNS = (
     "number",

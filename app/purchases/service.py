@@ -47,8 +47,9 @@ from app.errors import (
 )
 from app.idempotency import IdempotencyStore, IdempotentRequest, StoredResponse
 from app.ids import new_id
+from app.ledger import invoices
 from app.ledger import repository as ledger
-from app.ledger.models import AttemptOutcome, InvoiceKind, InvoiceStatus
+from app.ledger.models import AttemptOutcome, InvoiceStatus
 from app.ledger.schemas import InvoiceLineOut, InvoiceOut
 from app.purchases import repository
 from app.seats import repository as seats
@@ -84,7 +85,7 @@ async def purchase(
             if prepared.claim is not None
             else deps.collector.collect(prepared.invoice_id, caller.actor, Mode.REQUEST)
         )
-        return await answer(deps, caller.account_id, collected, prepared.lines)
+        return await answer(deps, caller.account_id, collected, prepared.lines, prepared.number)
 
     return await deps.idempotency.execute(req, work)
 
@@ -94,6 +95,7 @@ class _Prepared:
     invoice_id: str
     lines: list[InvoiceLineOut] | None  # as written now; None for an invoice of an earlier try
     claim: Claim | None = None  # the first attempt, committed with a new invoice
+    number: str | None = None  # as written now; None for an invoice of an earlier try
 
 
 async def answer(
@@ -101,6 +103,7 @@ async def answer(
     account_id: str,
     collected: Collected,
     lines: list[InvoiceLineOut] | None = None,
+    number: str | None = None,
 ) -> StoredResponse:
     """The purchase's answer, from its invoice as it stands (the same for every retry)."""
     invoice = collected.invoice
@@ -110,13 +113,14 @@ async def answer(
         async with deps.db.read() as session:
             now = await deps.clock.now(session)
             plan, account = await load(session, account_id, lock=False)
-            if lines is None:
+            if lines is None or number is None:
                 written = await ledger.get_invoice(session, invoice.id)
                 assert written is not None
                 lines = [InvoiceLineOut.model_validate(line) for line in written.lines]
+                number = written.number
             body = PurchaseOut(
                 summary=await summary(session, plan, account, deps.settings, now),
-                invoice=_invoice_out(invoice, lines),
+                invoice=_invoice_out(invoice, lines, number),
             )
         return StoredResponse(201, jsonable_encoder(body))
     if invoice.status is InvoiceStatus.FAILED:
@@ -144,9 +148,10 @@ async def answer(
     )
 
 
-def _invoice_out(invoice: InvoiceState, lines: list[InvoiceLineOut]) -> InvoiceOut:
-    fields = {name: getattr(invoice, name) for name in InvoiceOut.model_fields if name != "lines"}
-    return InvoiceOut(**fields, lines=lines)
+def _invoice_out(invoice: InvoiceState, lines: list[InvoiceLineOut], number: str) -> InvoiceOut:
+    shown = {"lines", "number"}
+    fields = {name: getattr(invoice, name) for name in InvoiceOut.model_fields if name not in shown}
+    return InvoiceOut(**fields, lines=lines, number=number)
 
 
 async def _prepare(
@@ -177,52 +182,43 @@ async def _prepare(
         if earlier is None:
             raise
         return earlier
-    period, cycle = change.period, change.billing_cycle
-    invoice_id = new_id("inv")
     days = change.proration
-    line = InvoiceLineOut(
-        description=(
-            f"{change.charged_seats} Conversations seat(s), {cycle.value}, prorated "
-            f"{days.days_remaining}/{days.days_in_period} days to {period.end}"
-        ),
-        quantity=change.charged_seats,
-        unit_price=change.unit_price * cycle.months,
+    number = await ledger.take_number(session, caller.account_id, deps.settings.invoice_prefix)
+    new = invoices.purchase(
+        id=new_id("inv"),
+        number=number,
+        account_id=caller.account_id,
+        currency=account.currency,
+        payment_method=account.payment_method,
+        seats_before=state.seats,
+        seats_after=body.seats,
+        charged_seats=change.charged_seats,
+        unit_price=change.unit_price,
+        cycle=change.billing_cycle,
+        period=change.period,
+        today=today,
+        days=days.days_remaining,
+        days_in_period=days.days_in_period,
         amount=change.due_now,
-        period_start=today,
-        period_end=period.end,
+        created_by=caller.actor,
+        created_at=now,
+        request_key=req.scope_hash,
+        request_fingerprint=req.fingerprint,
     )
-    invoice = {
-        "id": invoice_id,
-        "account_id": caller.account_id,
-        "kind": InvoiceKind.PURCHASE,
-        "status": InvoiceStatus.PENDING,
-        "currency": account.currency,
-        "total": change.due_now,
-        "seats": body.seats,
-        "period_start": period.start,
-        "period_end": period.end,
-        "billing_cycle": cycle,
-        "payment_method": account.payment_method,
-        "request_key": req.scope_hash,
-        "request_fingerprint": req.fingerprint,
-        "created_by": caller.actor,
-        "created_at": now,
-    }
+    invoice, [line] = new.invoice, new.lines
     first = deps.collector.claim_first(invoice, caller.actor, now)
     # Where a retry's invoice is found when the rules still allow the purchase (its charge
     # was declined, say): the insert reports it instead of a read before every purchase.
     written = await repository.add_pending(
-        session,
-        invoice,
-        {"position": 0, **line.model_dump()},
-        None if first is None else first[1],
+        session, invoice, line, None if first is None else first[1]
     )
     if not written:
+        await ledger.give_back_number(session, caller.account_id, number)
         earlier = await _earlier(session, req)
         assert earlier is not None
         return earlier
     claim = None if first is None else first[0]
-    return _Prepared(invoice_id, [line], claim)
+    return _Prepared(invoice["id"], new.lines_out(), claim, number.number)
 
 
 async def _earlier(session: AsyncSession, req: IdempotentRequest) -> _Prepared | None:
