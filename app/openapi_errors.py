@@ -130,6 +130,7 @@ OPERATION_ERRORS: dict[str, Errors] = {
     "unassignAgent": (*USER, NotAdmin, NotAnAgent),
     "listInvoices": (*USER, NotAdmin),
     "getInvoice": (*USER, NotAdmin, InvoiceNotFound),
+    "getInvoicePdf": (*USER, NotAdmin, InvoiceNotFound),
     "payInvoice": (
         *USER,
         *KEYED,

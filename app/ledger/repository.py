@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import Table, func, select, type_coerce, update
+from sqlalchemy import Table, func, select, tuple_, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
@@ -121,6 +121,27 @@ async def list_invoices(
         cursor,
         limit,
     )
+    return list((await session.scalars(stmt)).all())
+
+
+async def invoices_between(
+    session: AsyncSession,
+    account_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Invoice]:
+    """The account's invoices made in ``[start, end)``, oldest first, from after ``after``
+    (the last one of the previous batch): the CSV export reads them a batch at a time."""
+    stmt = select(Invoice).where(Invoice.account_id == account_id)
+    if start is not None:
+        stmt = stmt.where(Invoice.created_at >= start)
+    if end is not None:
+        stmt = stmt.where(Invoice.created_at < end)
+    if after is not None:
+        stmt = stmt.where(tuple_(Invoice.created_at, Invoice.id) > tuple_(*after))
+    stmt = stmt.order_by(Invoice.created_at, Invoice.id).limit(limit)
     return list((await session.scalars(stmt)).all())
 
 
