@@ -1,13 +1,16 @@
 """An invoice as a document a finance team files (SPEC §10): a PDF rendered in-process.
 
 fpdf2 (pure Python, no browser, no network) writes it with DejaVu Sans, shipped beside this
-module (``fonts/``, its licence with it) and embedded as a subset, so any account name renders,
-in a container without system fonts too. Every figure is text (``pdftotext`` reads it back).
+module (``fonts/``, its licence with it; cut to the Latin, Greek, Cyrillic and Georgian
+scripts, punctuation, currency signs and arrows) and embedded as a subset, so account names in
+those scripts render in a container without system fonts too (a glyph outside them is drawn
+as an empty box, and fpdf2 logs it). Every figure is text (``pdftotext`` reads it back).
 
 Bounded: at most ``MAX_LINES`` lines are drawn (the builder makes one; more would be told to
 look in the CSV export), and each field is cut at its column's length, so the largest invoice
-the ledger can hold is a few pages and well under ``MAX_BYTES`` (tests/ledger proves it by
-rendering it). Deterministic: the same invoice renders the same bytes but for the PDF's
+the ledger can hold is at most ``MAX_PAGES`` pages and ``MAX_BYTES`` bytes (tests/ledger proves
+it by rendering it), and ``app.ledger.service`` runs at most two renders at once per
+process. Deterministic: the same invoice renders the same bytes but for the PDF's
 creation date (its ``/ID`` is derived from the invoice, not from the bytes).
 """
 
@@ -28,8 +31,8 @@ from app.ledger.schemas import InvoiceLineOut, InvoiceOut
 FONTS = Path(__file__).resolve().parent / "fonts"
 FONT = "DejaVu"
 # The largest document the bounds above allow is far smaller; this is the promise tests hold.
-MAX_BYTES = 512 * 1024
-MAX_PAGES = 12
+MAX_BYTES = 256 * 1024
+MAX_PAGES = 20
 
 _KIND = {InvoiceKind.PURCHASE: "Seat purchase", InvoiceKind.RENEWAL: "Renewal"}
 
