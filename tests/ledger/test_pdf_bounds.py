@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.config import InvoiceIssuer
-from app.ledger.document import MAX_BYTES, MAX_PAGES, render
+from app.ledger.document import FONTS, MAX_BYTES, MAX_PAGES, render
 from app.ledger.invoices import MAX_LINES
 from app.ledger.schemas import InvoiceLineOut, InvoiceOut
 
@@ -104,3 +104,14 @@ def test_the_total_is_formatted_with_the_currency_s_exponent(
         ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
     ).stdout
     assert re.search(rf"Total\s+{re.escape(shown)}\n", text), text
+
+
+def test_the_fonts_ship_in_the_package_with_their_licence() -> None:
+    """The image has no fonts (python:3.11-slim): the package carries its own, licence beside."""
+    assert {p.name for p in FONTS.iterdir()} >= {
+        "DejaVuSans.ttf",
+        "DejaVuSans-Bold.ttf",
+        "LICENSE",
+    }
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '"app.ledger" = ["fonts/*"]' in pyproject
