@@ -1,4 +1,5 @@
-"""SQL for the ledger and the audit log. Rows are only ever added (R11)."""
+"""SQL for the ledger and the audit log. Rows are only ever added (R11); only an account's
+invoice counter (its last invoice number) is raised in place."""
 
 from __future__ import annotations
 
