@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, StrictInt, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, StrictInt, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.billing.pricing import MAX_PRICE, MAX_SEATS
@@ -30,6 +30,14 @@ _DRIVER_QUERY_PARAMETERS = (
 
 # A monthly seat price in the currency's minor units: an integer, never a float or a string.
 Price = Annotated[StrictInt, Field(ge=0)]
+
+
+class InvoiceIssuer(BaseModel):
+    """The seller named on invoice documents (SEATS_INVOICE_ISSUER)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field(default="", max_length=500, description="Lines separated by newlines.")
+    tax_id: str = Field(default="", max_length=100)
 
 
 class Settings(BaseSettings):
@@ -96,6 +104,17 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="R13: JSON map of currency to monthly seat price in its minor units, e.g. "
         '{"USD": 1900, "IDR": 300000}. After validation it always names SEATS_CURRENCY.',
+    )
+    invoice_prefix: str = Field(
+        default="INV",
+        pattern=r"^[A-Z0-9]{1,12}$",
+        description="SPEC §10: the first part of every invoice number (1-12 of A-Z, 0-9), as in "
+        "INV-7Q2LZK4M-0001. A number keeps the prefix it was issued with.",
+    )
+    invoice_issuer: InvoiceIssuer = Field(
+        default_factory=lambda: InvoiceIssuer(name="Conversations"),
+        description='SPEC §10: who issues the invoices, as JSON: {"name": "...", "address": '
+        '"line 1\\nline 2", "tax_id": "..."}; shown at the top of every invoice PDF.',
     )
     trial_days: int = Field(default=14, ge=1)
     alert_thresholds: Annotated[list[int], NoDecode] = Field(

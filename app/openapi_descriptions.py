@@ -46,7 +46,16 @@ PROPERTIES: dict[str, str] = {
     "InvoiceLine.quantity": "Seats billed.",
     "InvoiceLine.unit_price": "Price of one seat for this line's cycle, in minor units.",
     "InvoiceLine.amount": "The line's amount in minor units (prorated for a purchase).",
+    "InvoiceLine.seats_before": "The plan's seat total before this line (null on lines older "
+    "than the field where the ledger cannot tell).",
+    "InvoiceLine.seats_after": "The plan's seat total this line buys or renews.",
+    "InvoiceLine.days": "Days billed of a prorated line (purchase day to period end, or a "
+    "bridge renewal's days); null for a whole period.",
+    "InvoiceLine.days_in_period": "Days in the period a prorated line is a share of; null for "
+    "a whole period.",
     "Invoice.id": "The invoice id (`inv_...`).",
+    "Invoice.number": "The invoice number, `<PREFIX>-<ACCOUNT PART>-<0001>`: unique and gapless "
+    "per account, never reused (a declined or void invoice keeps its number).",
     "Invoice.kind": "`purchase` (seats bought now) or `renewal` (the next period).",
     "Invoice.status": "`pending`, `paid`, `failed`, `void` or `uncollectible`; changes once.",
     "Invoice.total": "Sum of the lines, in minor units.",

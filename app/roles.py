@@ -38,6 +38,8 @@ PRIVILEGES: dict[str, str] = {
     # trigger restricts further (pending -> a final status, nothing else changed).
     "invoice": "SELECT, INSERT, UPDATE (status, paid_at, charge_id, failure_reason)",
     "invoice_line": "SELECT, INSERT",
+    # The last invoice number per account: raised by each new invoice (SPEC §10).
+    "invoice_counter": "SELECT, INSERT, UPDATE",
     "charge_attempt": "SELECT, INSERT",
     "charge_outcome": "SELECT, INSERT",
     "event": "SELECT, INSERT",

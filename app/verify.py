@@ -190,6 +190,21 @@ CHECKS: dict[str, Check | str] = {
             SELECT e.account_id, JSON_TEXT(e.data, 'invoice_id') FROM event e
         ) AS missing ON missing.id = i.id
     """,
+    # SPEC §10: 1..n with no gap nor duplicate, each number once, and the counter at n (the
+    # next invoice must not reuse a number nor leave a gap); a counter without invoices too.
+    "invoice numbers are gapless and unique per account": """
+        SELECT i.account_id, COUNT(*) AS invoices, COUNT(DISTINCT i.sequence) AS sequences,
+               MIN(i.sequence) AS first, MAX(i.sequence) AS last,
+               COUNT(DISTINCT i.number) AS numbers, MAX(c.last) AS counter
+        FROM invoice i LEFT JOIN invoice_counter c ON c.account_id = i.account_id
+        GROUP BY i.account_id
+        HAVING MIN(i.sequence) != 1 OR MAX(i.sequence) != COUNT(*)
+            OR COUNT(DISTINCT i.sequence) != COUNT(*) OR COUNT(DISTINCT i.number) != COUNT(*)
+            OR MAX(c.last) IS NULL OR MAX(c.last) != COUNT(*)
+        UNION ALL
+        SELECT c.account_id, 0, 0, NULL, NULL, 0, c.last FROM invoice_counter c
+        WHERE c.last != 0 AND NOT EXISTS (SELECT 1 FROM invoice i WHERE i.account_id = c.account_id)
+    """,
     "no orphan rows": """
         SELECT 'plan' AS t, account_id AS id FROM plan
           WHERE account_id NOT IN (SELECT id FROM account)

@@ -15,6 +15,7 @@ PURE = (
     "app.billing.periods",
     "app.billing.proration",
     "app.billing.pricing",
+    "app.billing.money",
     "app.seats.rules",
     "app.seats.alerts",
     "app.collection.policy",
@@ -45,7 +46,10 @@ def test_the_pure_core_loads_neither_the_orm_nor_fastapi() -> None:
     assert out.stdout.strip() == ""
 
 
-@pytest.mark.parametrize("module", ["models.py", "repository.py", "service.py", "attempts.py"])
+@pytest.mark.parametrize(
+    "module",
+    ["models.py", "repository.py", "service.py", "attempts.py", "invoices.py", "document.py"],
+)
 def test_the_ledger_is_a_leaf(module: str) -> None:
     above = ("app.seats", "app.collection", "app.purchases", "app.billing_run", "app.directory")
     assert not [m for m in imports_of(APP / "ledger" / module) if m.startswith(above)]
@@ -70,3 +74,35 @@ def test_the_directory_does_not_reach_up_into_seats() -> None:
         if path.name == "routes.py":
             continue  # an entrypoint may call any service
         assert not [m for m in imports_of(path) if m.startswith("app.seats")], path.name
+
+
+_INVOICE_BUILDERS = {"Invoice", "InvoiceLine", "InvoiceLineOut"}
+_INVOICE_KEYS = ({"kind", "total"}, {"description", "quantity"})
+
+
+def _builds_an_invoice(tree: ast.AST) -> list[int]:
+    """Lines where ``tree`` makes an invoice or a line itself: a model called, or a dict of an
+    invoice's (kind and total) or a line's (description and quantity) columns written out."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else None
+            if isinstance(node.func, ast.Attribute):
+                name = node.func.attr
+            if name in _INVOICE_BUILDERS:
+                found.append(node.lineno)
+        elif isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+            if any(wanted <= keys for wanted in _INVOICE_KEYS):
+                found.append(node.lineno)
+    return found
+
+
+def test_the_ledger_builds_every_invoice_and_its_lines() -> None:
+    outside = {
+        path.relative_to(APP).as_posix(): lines
+        for path in APP.rglob("*.py")
+        if path.relative_to(APP).parts[0] != "ledger"
+        and (lines := _builds_an_invoice(ast.parse(path.read_text())))
+    }
+    assert outside == {}

@@ -31,6 +31,16 @@ async def violations(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
         await db.dispose()
 
 
+async def next_number(sql: Callable[..., Any], account_id: str = "acme") -> dict[str, object]:
+    """The account's next invoice number, taken as the service takes it, for a test's rows."""
+    [(n,)] = await sql(
+        "INSERT INTO invoice_counter (account_id, last) VALUES (:a, 1) ON CONFLICT (account_id)"
+        " DO UPDATE SET last = invoice_counter.last + 1 RETURNING last",
+        a=account_id,
+    )
+    return {"seq": n, "num": f"T-{n:04d}"}
+
+
 async def busy_account(api: Api) -> None:
     assert (await api.start_trial()).status_code == 201
     for user_id in await api.add_users(3):
@@ -60,10 +70,11 @@ async def test_verify_reports_an_invoice_whose_lines_do_not_add_up(
 ) -> None:
     await busy_account(api)
     await sql(
-        "INSERT INTO invoice (id, account_id, kind, status, currency, total, seats, period_start,"
-        " period_end, payment_method, created_by, created_at) VALUES ('inv_bad', 'acme',"
-        " 'purchase', 'failed', 'USD', 500, 1, '2026-11-01', '2026-12-01', 'pm', 'x',"
-        " '2026-11-21 12:00:00')"
+        "INSERT INTO invoice (id, account_id, sequence, number, kind, status, currency, total,"
+        " seats, period_start, period_end, payment_method, created_by, created_at) VALUES"
+        " ('inv_bad', 'acme', :seq, :num, 'purchase', 'failed', 'USD', 500, 1, '2026-11-01',"
+        " '2026-12-01', 'pm', 'x', '2026-11-21 12:00:00')",
+        **await next_number(sql),
     )
     found = await violations(settings)
     assert "invoice total equals the sum of its lines" in found
@@ -73,13 +84,18 @@ async def test_verify_reports_an_invoice_whose_lines_do_not_add_up(
 async def test_verify_reports_paid_invoices_without_a_charge(
     api: Api, settings: Settings, sql: Callable[..., Any]
 ) -> None:
+    first, second = await next_number(sql), await next_number(sql)
     await sql(
-        "INSERT INTO invoice (id, account_id, kind, status, currency, total, seats, period_start,"
-        " period_end, payment_method, created_by, created_at, paid_at) VALUES ('inv_free',"
-        " 'acme', 'renewal', 'paid', 'USD', 0, 0, '2026-11-01', '2026-12-01', 'pm', 'x',"
-        " '2026-11-21 12:00:00', '2026-11-21 12:00:00'), ('inv_nocharge', 'acme', 'renewal',"
-        " 'paid', 'USD', 100, 1, '2026-12-01', '2027-01-01', 'pm', 'x', '2026-11-21 12:00:00',"
-        " '2026-11-21 12:00:00')"
+        "INSERT INTO invoice (id, account_id, sequence, number, kind, status, currency, total,"
+        " seats, period_start, period_end, payment_method, created_by, created_at, paid_at)"
+        " VALUES ('inv_free', 'acme', :seq1, :num1, 'renewal', 'paid', 'USD', 0, 0, '2026-11-01',"
+        " '2026-12-01', 'pm', 'x', '2026-11-21 12:00:00', '2026-11-21 12:00:00'), ('inv_nocharge',"
+        " 'acme', :seq2, :num2, 'renewal', 'paid', 'USD', 100, 1, '2026-12-01', '2027-01-01', 'pm',"
+        " 'x', '2026-11-21 12:00:00', '2026-11-21 12:00:00')",
+        seq1=first["seq"],
+        num1=first["num"],
+        seq2=second["seq"],
+        num2=second["num"],
     )
     found = await violations(settings)
     rows = found["every paid invoice has a charge id (unless free) and a paid_at"]
@@ -108,6 +124,25 @@ async def test_verify_reports_a_pending_purchase_its_plan_forgot(
     await sql("UPDATE plan SET pending_invoice_id = NULL, pending_seats = NULL")
     found = await violations(settings)
     assert list(found) == ["a pending purchase is the one its plan waits for, and back"]
+
+
+async def test_verify_reports_invoice_numbers_with_a_gap_or_a_duplicate(
+    api: Api, settings: Settings, sql: Callable[..., Any]
+) -> None:
+    """SPEC §10: numbers are gapless and unique per account, and the counter knows the last."""
+    await busy_account(api)
+    assert (await api.buy(12)).status_code == 201
+    assert await violations(settings) == {}
+    # The service's own numbers: 1, 2 for acme, its counter at 2.
+    numbers = await sql(
+        "SELECT sequence, number FROM invoice WHERE account_id = 'acme' ORDER BY sequence"
+    )
+    assert [n for n, _ in numbers] == [1, 2]
+    assert numbers[0][1].endswith("-0001") and numbers[1][1].endswith("-0002")
+    await sql("UPDATE invoice_counter SET last = 3 WHERE account_id = 'acme'")
+    found = await violations(settings)
+    assert list(found) == ["invoice numbers are gapless and unique per account"]
+    assert found["invoice numbers are gapless and unique per account"][0][:2] == ("acme", 2)
 
 
 def test_seats_verify_command_exits_non_zero_on_a_violation(
@@ -273,10 +308,11 @@ async def test_tamper_agent_added_without_an_event(
 
 
 FORGED = (
-    "INSERT INTO invoice (id, account_id, kind, status, currency, total, seats, period_start,"
-    " period_end, payment_method, created_by, created_at, paid_at, charge_id) VALUES"
-    " ('inv_forged', 'acme', 'purchase', 'paid', 'USD', 0, 100000, '2026-12-01', '2027-01-01',"
-    " 'pm_card_visa', 'user:alice', '2026-12-02 00:00:00', '2026-12-02 00:00:00', NULL)"
+    "INSERT INTO invoice (id, account_id, sequence, number, kind, status, currency, total, seats,"
+    " period_start, period_end, payment_method, created_by, created_at, paid_at, charge_id)"
+    " VALUES ('inv_forged', 'acme', 99, 'F-0099', 'purchase', 'paid', 'USD', 0, 100000,"
+    " '2026-12-01', '2027-01-01', 'pm_card_visa', 'user:alice', '2026-12-02 00:00:00',"
+    " '2026-12-02 00:00:00', NULL)"
 )
 
 
@@ -382,13 +418,15 @@ async def failed_purchase(
     """A declined purchase as the service writes it: a failed invoice and its lines."""
     total = min(sum(line[2] for line in lines), BIG)
     await sql(
-        "INSERT INTO invoice (id, account_id, kind, status, currency, total, seats, period_start,"
-        " period_end, payment_method, created_by, created_at, failure_reason) VALUES (:id,"
-        " 'acme', 'purchase', 'failed', 'COP', :total, :seats, '2026-11-01', '2027-11-01',"
-        " 'pm_decline_card', 'user:alice', '2026-11-21 12:00:00', 'card_declined')",
+        "INSERT INTO invoice (id, account_id, sequence, number, kind, status, currency, total,"
+        " seats, period_start, period_end, payment_method, created_by, created_at, failure_reason)"
+        " VALUES (:id, 'acme', :seq, :num, 'purchase', 'failed', 'COP', :total, :seats,"
+        " '2026-11-01', '2027-11-01', 'pm_decline_card', 'user:alice', '2026-11-21 12:00:00',"
+        " 'card_declined')",
         id=invoice_id,
         total=total,
         seats=lines[0][0],
+        **await next_number(sql),
     )
     for position, (quantity, unit_price, amount) in enumerate(lines, 1):
         await sql(

@@ -14,8 +14,9 @@ from app.billing.periods import BillingCycle, Period, renewal_after
 from app.billing.pricing import renewal_amount
 from app.directory.models import Account
 from app.ids import new_id
+from app.ledger import invoices
 from app.ledger import repository as ledger
-from app.ledger.models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
+from app.ledger.models import Invoice, InvoiceStatus
 from app.seats.models import Plan
 from app.seats.service import touch
 from app.seats.status import PlanStatus
@@ -43,7 +44,12 @@ async def expire_trial(session: AsyncSession, plan: Plan, now: datetime) -> bool
 
 
 async def invoice_renewal(
-    session: AsyncSession, plan: Plan, account: Account, now: datetime, unit_price: int
+    session: AsyncSession,
+    plan: Plan,
+    account: Account,
+    now: datetime,
+    unit_price: int,
+    prefix: str,
 ) -> bool | None:
     """R9, R12: move a plan whose period ended into the next period, invoicing it.
 
@@ -51,6 +57,7 @@ async def invoice_renewal(
     (moved on, nothing to charge). The next period follows the account's anchor and cycle of
     now; when the old end is not one of that schedule's boundaries the invoice bills only the
     days from the old end (a bridge, §3), and the plan's period is still a whole period.
+    ``prefix`` starts the invoice's number (SEATS_INVOICE_PREFIX).
     """
     if not plan.status.is_paid or plan.period_start is None or plan.period_end is None:
         return None
@@ -85,39 +92,29 @@ async def invoice_renewal(
         )
         return False
     total = renewal_amount(plan.seats, unit_price, cycle, renewal)
-    what = f"{billed.start} to {billed.end}"
     if renewal.is_bridge:
-        what += f", {billed.days}/{period.days} days of {period.start} to {period.end}"
         data["billed_from"] = billed.start
-    invoice = Invoice(
-        id=new_id("inv"),
-        account_id=plan.account_id,
-        kind=InvoiceKind.RENEWAL,
-        status=InvoiceStatus.PENDING,
-        currency=account.currency,
-        total=total,
-        seats=plan.seats,
-        # The renewal covers from the old end: one renewal per (account, first day billed).
-        period_start=billed.start,
-        period_end=billed.end,
-        billing_cycle=cycle,
-        payment_method=account.payment_method,
-        created_by=SYSTEM,
-        created_at=now,
-    )
-    invoice.lines = [
-        InvoiceLine(
-            position=0,
-            description=f"{plan.seats} Conversations seat(s), {cycle.value}, {what}",
-            quantity=plan.seats,
-            unit_price=unit_price * cycle.months,
+    with session.no_autoflush:  # the batch's invoices are still written in one flush
+        number = await ledger.take_number(session, plan.account_id, prefix)
+    invoice = ledger.add_invoice(
+        session,
+        invoices.renewal(
+            id=new_id("inv"),
+            number=number,
+            account_id=plan.account_id,
+            currency=account.currency,
+            payment_method=account.payment_method,
+            seats_before=plan.seats,
+            seats_after=plan.seats,
+            unit_price=unit_price,
+            cycle=cycle,
+            period=period,
+            billed=billed,
             amount=total,
-            period_start=billed.start,
-            period_end=billed.end,
-        )
-    ]
-    # Flushed with the batch: the unique (account, period) index speaks then.
-    session.add(invoice)
+            created_by=SYSTEM,
+            created_at=now,
+        ),
+    )
     data["invoice_id"] = invoice.id
     await _renewed(session, plan, now, data)
     return True

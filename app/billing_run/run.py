@@ -209,7 +209,9 @@ async def _invoice_renewals(deps: BillingRun, now: datetime, report: RunReport) 
         # Catch up one period at a time, each its own invoice (bounded: a plan is never
         # more than a few periods behind, but a bug must not loop forever).
         for _ in range(120):
-            renewed = await plans.invoice_renewal(session, plan, account, now, price)
+            renewed = await plans.invoice_renewal(
+                session, plan, account, now, price, deps.settings.invoice_prefix
+            )
             if renewed is None:
                 return made
             made += 1 if renewed else 0

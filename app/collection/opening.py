@@ -30,6 +30,8 @@ _PLAN = cast(Table, Plan.__table__)
 _INVOICE_COLUMNS = (
     "id",
     "account_id",
+    "sequence",
+    "number",
     "kind",
     "status",
     "currency",
@@ -52,6 +54,10 @@ _LINE_COLUMNS = (
     "amount",
     "period_start",
     "period_end",
+    "seats_before",
+    "seats_after",
+    "days",
+    "days_in_period",
 )
 _ATTEMPT_COLUMNS = (
     "number",

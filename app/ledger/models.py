@@ -32,6 +32,7 @@ __all__ = [
     "ChargeOutcome",
     "Event",
     "Invoice",
+    "InvoiceCounter",
     "InvoiceKind",
     "InvoiceLine",
     "InvoiceStatus",
@@ -61,6 +62,10 @@ class Invoice(Base):
         CheckConstraint("total >= 0", name="total_not_negative"),
         CheckConstraint("status != 'paid' OR paid_at IS NOT NULL", name="paid_has_paid_at"),
         Index("ix_invoice_account_id_created_at", "account_id", "created_at", "id"),
+        # Numbers are unique per account (SPEC §10); gapless because each is taken from the
+        # account's counter in the invoice's own transaction.
+        Index("uq_invoice_account_id_sequence", "account_id", "sequence", unique=True),
+        Index("uq_invoice_account_id_number", "account_id", "number", unique=True),
         # One renewal per plan and period, whoever runs billing and however often.
         Index(
             "uq_invoice_renewal_period",
@@ -88,6 +93,10 @@ class Invoice(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(64), ForeignKey("account.id"))
+    # The invoice's place in its account's sequence (1, 2, ...) and its number as issued
+    # (``<PREFIX>-<ACCOUNT PART>-<0001>``): kept as written, a later prefix renames nothing.
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    number: Mapped[str] = mapped_column(String(60))
     kind: Mapped[InvoiceKind] = mapped_column(EnumText(InvoiceKind))
     status: Mapped[InvoiceStatus] = mapped_column(EnumText(InvoiceStatus))
     currency: Mapped[str] = mapped_column(String(3))
@@ -128,6 +137,25 @@ class InvoiceLine(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     period_start: Mapped[date] = mapped_column(Date)
     period_end: Mapped[date] = mapped_column(Date)
+    # What the line explains (SPEC §10): the plan's seat total before and after, and for a
+    # prorated line its days of the period. NULL where a line written before they were kept
+    # cannot tell (migration 0009).
+    seats_before: Mapped[int | None] = mapped_column(BigInteger)
+    seats_after: Mapped[int | None] = mapped_column(BigInteger)
+    days: Mapped[int | None] = mapped_column(Integer)
+    days_in_period: Mapped[int | None] = mapped_column(Integer)
+
+
+class InvoiceCounter(Base):
+    """The last invoice number taken per account: one row each, raised (row-locked) by the
+    transaction that makes an invoice, so two of them wait for each other and a rolled-back
+    one gives its number back."""
+
+    __tablename__ = "invoice_counter"
+    __table_args__ = (CheckConstraint("last >= 0", name="last_not_negative"),)
+
+    account_id: Mapped[str] = mapped_column(String(64), ForeignKey("account.id"), primary_key=True)
+    last: Mapped[int] = mapped_column(BigInteger)
 
 
 class Event(Base):

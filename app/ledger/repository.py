@@ -1,22 +1,27 @@
-"""SQL for the ledger and the audit log. Rows are only ever added (R11)."""
+"""SQL for the ledger and the audit log. Rows are only ever added (R11); only an account's
+invoice counter (its last invoice number) is raised in place."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import func, select, type_coerce
+from sqlalchemy import Table, func, select, tuple_, type_coerce, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from app.ids import new_id
+from app.ledger.invoices import NewInvoice, Number, invoice_number
 from app.ledger.models import (
     ChargeAttempt,
     ChargeOutcome,
     Event,
     Invoice,
+    InvoiceCounter,
     InvoiceKind,
+    InvoiceLine,
     InvoiceStatus,
 )
 from app.pagination import keyset
@@ -56,6 +61,45 @@ async def has_event_after(
     return found is not None
 
 
+_COUNTER = cast(Table, InvoiceCounter.__table__)
+
+
+async def take_number(session: AsyncSession, account_id: str, prefix: str) -> Number:
+    """The account's next invoice number, taken in the caller's transaction (the one that
+    writes the invoice): the counter's row stays locked until it ends, so a concurrent
+    invoice of the account waits for it, and a rollback gives the number back (gapless)."""
+    dialect = (await session.connection()).dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(_COUNTER)
+        .values(account_id=account_id, last=1)
+        .on_conflict_do_update(
+            index_elements=[_COUNTER.c.account_id], set_={"last": _COUNTER.c.last + 1}
+        )
+        .returning(_COUNTER.c.last)
+    )
+    sequence = (await session.execute(stmt)).scalar_one()
+    return Number(sequence, invoice_number(prefix, account_id, sequence))
+
+
+async def give_back_number(session: AsyncSession, account_id: str, number: Number) -> None:
+    """Undo ``take_number`` when its invoice was not written after all (a retry found its
+    earlier one): this transaction still holds the counter's row, so none was taken since."""
+    await session.execute(
+        update(_COUNTER)
+        .where(_COUNTER.c.account_id == account_id, _COUNTER.c.last == number.sequence)
+        .values(last=_COUNTER.c.last - 1)
+    )
+
+
+def add_invoice(session: AsyncSession, new: NewInvoice) -> Invoice:
+    """Add a built invoice and its lines to the session (flushed with the caller's batch)."""
+    invoice = Invoice(**new.invoice)
+    invoice.lines = [InvoiceLine(**line) for line in new.lines]
+    session.add(invoice)
+    return invoice
+
+
 async def get_invoice(
     session: AsyncSession, invoice_id: str, *, for_update: bool = False, lines: bool = True
 ) -> Invoice | None:
@@ -93,6 +137,27 @@ async def list_invoices(
     return list((await session.scalars(stmt)).all())
 
 
+async def invoices_between(
+    session: AsyncSession,
+    account_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Invoice]:
+    """The account's invoices made in ``[start, end)``, oldest first, from after ``after``
+    (the last one of the previous batch): the CSV export reads them a batch at a time."""
+    stmt = select(Invoice).where(Invoice.account_id == account_id)
+    if start is not None:
+        stmt = stmt.where(Invoice.created_at >= start)
+    if end is not None:
+        stmt = stmt.where(Invoice.created_at < end)
+    if after is not None:
+        stmt = stmt.where(tuple_(Invoice.created_at, Invoice.id) > tuple_(*after))
+    stmt = stmt.order_by(Invoice.created_at, Invoice.id).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
 async def list_events(
     session: AsyncSession, account_id: str, cursor: str | None, limit: int
 ) -> list[Event]:
@@ -126,18 +191,6 @@ async def attempts(
     return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
 
 
-async def add_attempt(session: AsyncSession, attempt: ChargeAttempt) -> None:
-    """Record an attempt; its (invoice, number) key refuses a second collector's."""
-    session.add(attempt)
-    await session.flush()
-
-
-async def add_outcome(session: AsyncSession, outcome: ChargeOutcome) -> None:
-    """Append an attempt's outcome."""
-    session.add(outcome)
-    await session.flush()
-
-
 async def last_declines(session: AsyncSession, invoice_ids: list[str]) -> dict[str, ChargeOutcome]:
     """The latest decline of each of these invoices (the reason shown as ``failure_reason``)."""
     if not invoice_ids:
@@ -148,17 +201,6 @@ async def last_declines(session: AsyncSession, invoice_ids: list[str]) -> dict[s
         .order_by(ChargeOutcome.invoice_id, ChargeOutcome.number)
     )
     return {o.invoice_id: o for o in (await session.scalars(stmt)).all()}
-
-
-async def pending_purchase_of(session: AsyncSession, account_id: str) -> Invoice | None:
-    """The account's purchase waiting for its charge, if any."""
-    return await session.scalar(
-        select(Invoice).where(
-            Invoice.account_id == account_id,
-            Invoice.kind == InvoiceKind.PURCHASE,
-            Invoice.status == InvoiceStatus.PENDING,
-        )
-    )
 
 
 async def pending_renewals(session: AsyncSession, account_id: str) -> list[Invoice]:

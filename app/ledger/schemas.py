@@ -22,12 +22,17 @@ class InvoiceLineOut(BaseModel):
     amount: int
     period_start: date
     period_end: date
+    seats_before: int | None
+    seats_after: int | None
+    days: int | None
+    days_in_period: int | None
 
 
 class InvoiceOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
+    number: str
     kind: InvoiceKind
     status: InvoiceStatus
     currency: str

@@ -45,8 +45,8 @@ from app.errors import (
 )
 from app.idempotency import IdempotentRequest, Once, StoredResponse
 from app.ids import new_id
+from app.ledger import invoices
 from app.ledger import repository as ledger
-from app.ledger.models import InvoiceKind, InvoiceStatus
 from app.ledger.schemas import InvoiceLineOut, InvoiceOut
 from app.seats import repository as seats
 from app.seats import rules
@@ -76,7 +76,7 @@ async def purchase(deps: Purchases, caller: Caller, once: Once, body: PurchaseIn
             prepared = await _prepare(session, deps, caller, req, body)
         collected = await deps.collector.finish(prepared.opened, caller.actor)
         raise_for(collected)
-        return await _paid(deps, caller, collected.invoice, prepared.lines)
+        return await _paid(deps, caller, collected.invoice, prepared.lines, prepared.number)
 
     return await once.execute(work)
 
@@ -85,6 +85,7 @@ async def purchase(deps: Purchases, caller: Caller, once: Once, body: PurchaseIn
 class _Prepared:
     opened: Opened
     lines: list[InvoiceLineOut] | None  # as written now; None for an invoice of an earlier try
+    number: str | None = None  # as written now; None for an invoice of an earlier try
 
 
 async def _paid(
@@ -92,6 +93,7 @@ async def _paid(
     caller: Caller,
     invoice: InvoiceState,
     lines: list[InvoiceLineOut] | None = None,
+    number: str | None = None,
 ) -> StoredResponse:
     """The purchase's answer, from its paid invoice as it stands (the same for every retry)."""
     # Reads only, each one statement: outside a transaction on PostgreSQL. The invoice is as
@@ -99,20 +101,22 @@ async def _paid(
     async with deps.db.read() as session:
         now = await deps.clock.now(session)
         plan, account = await load(session, caller.account_id, lock=False)
-        if lines is None:
+        if lines is None or number is None:
             written = await ledger.get_invoice(session, invoice.id)
             assert written is not None
             lines = [InvoiceLineOut.model_validate(line) for line in written.lines]
+            number = written.number
         body = PurchaseOut(
             summary=await summary(session, plan, account, deps.settings, now, caller),
-            invoice=_invoice_out(invoice, lines),
+            invoice=_invoice_out(invoice, lines, number),
         )
     return StoredResponse(201, jsonable_encoder(body))
 
 
-def _invoice_out(invoice: InvoiceState, lines: list[InvoiceLineOut]) -> InvoiceOut:
-    fields = {name: getattr(invoice, name) for name in InvoiceOut.model_fields if name != "lines"}
-    return InvoiceOut(**fields, lines=lines)
+def _invoice_out(invoice: InvoiceState, lines: list[InvoiceLineOut], number: str) -> InvoiceOut:
+    shown = {"lines", "number"}
+    fields = {name: getattr(invoice, name) for name in InvoiceOut.model_fields if name not in shown}
+    return InvoiceOut(**fields, lines=lines, number=number)
 
 
 async def _prepare(
@@ -143,47 +147,39 @@ async def _prepare(
         if earlier is None:
             raise
         return earlier
-    period, cycle = change.period, change.billing_cycle
-    invoice_id = new_id("inv")
     days = change.proration
-    line = InvoiceLineOut(
-        description=(
-            f"{change.charged_seats} Conversations seat(s), {cycle.value}, prorated "
-            f"{days.days_remaining}/{days.days_in_period} days to {period.end}"
-        ),
-        quantity=change.charged_seats,
-        unit_price=change.unit_price * cycle.months,
+    number = await ledger.take_number(session, caller.account_id, deps.settings.invoice_prefix)
+    new = invoices.purchase(
+        id=new_id("inv"),
+        number=number,
+        account_id=caller.account_id,
+        currency=account.currency,
+        payment_method=account.payment_method,
+        seats_before=state.seats,
+        seats_after=body.seats,
+        charged_seats=change.charged_seats,
+        unit_price=change.unit_price,
+        cycle=change.billing_cycle,
+        period=change.period,
+        today=today,
+        days=days.days_remaining,
+        days_in_period=days.days_in_period,
         amount=change.due_now,
-        period_start=today,
-        period_end=period.end,
+        created_by=caller.actor,
+        created_at=now,
+        request_key=req.scope_hash,
+        request_fingerprint=req.fingerprint,
     )
-    invoice = {
-        "id": invoice_id,
-        "account_id": caller.account_id,
-        "kind": InvoiceKind.PURCHASE,
-        "status": InvoiceStatus.PENDING,
-        "currency": account.currency,
-        "total": change.due_now,
-        "seats": body.seats,
-        "period_start": period.start,
-        "period_end": period.end,
-        "billing_cycle": cycle,
-        "payment_method": account.payment_method,
-        "request_key": req.scope_hash,
-        "request_fingerprint": req.fingerprint,
-        "created_by": caller.actor,
-        "created_at": now,
-    }
+    invoice, [line] = new.invoice, new.lines
     # Where a retry's invoice is found when the rules still allow the purchase (its charge
     # was declined, say): opening reports it instead of a read before every purchase.
-    opened = await deps.collector.open(
-        session, invoice, {"position": 0, **line.model_dump()}, caller.actor, now
-    )
+    opened = await deps.collector.open(session, invoice, line, caller.actor, now)
     if opened is None:
+        await ledger.give_back_number(session, caller.account_id, number)
         earlier = await _earlier(session, req)
         assert earlier is not None
         return earlier
-    return _Prepared(opened, [line])
+    return _Prepared(opened, new.lines_out(), number.number)
 
 
 async def _earlier(session: AsyncSession, req: IdempotentRequest) -> _Prepared | None:

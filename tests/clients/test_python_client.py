@@ -34,9 +34,14 @@ def client_package(document: bytes, tmp_path: Path) -> Iterator[ModuleType]:
     generator = tool_or_skip("openapi-python-client")
     (tmp_path / "openapi.json").write_bytes(document)
     out = tmp_path / "generated" / PACKAGE
+    # A PDF is a binary body: the generator reads binary bodies under octet-stream only.
+    (tmp_path / "config.json").write_text(
+        '{"content_type_overrides": {"application/pdf": "application/octet-stream"}}'
+    )
     # the generator formats its output with ruff, found on PATH next to it
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
     command = [generator, "generate", "--path", "openapi.json", "--output-path", str(out)]
+    command += ["--config", "config.json"]
     run = subprocess.run(
         [*command, "--meta", "none"],
         cwd=tmp_path,

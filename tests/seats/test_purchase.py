@@ -55,8 +55,12 @@ async def test_r6_purchase_spec_example(api: Api) -> None:
         "amount": 3167,
         "period_start": "2026-11-21",
         "period_end": "2026-12-01",
+        "seats_before": 0,
+        "seats_after": 5,
+        "days": 10,
+        "days_in_period": 30,
     }
-    assert "5" in line["description"]
+    assert line["description"].startswith("Conversations seats 0 → 5, monthly, 10 of 30 days")
 
     summary = body["summary"]
     assert summary["status"] == "active"
