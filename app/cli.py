@@ -24,7 +24,7 @@ from app.roles import RoleError
 from app.schema import SchemaNotAtHead, alembic_config, check_schema_at_head
 
 # SEATS_HTTP_PARSER: the protocol class uvicorn serves with (both bound the headers).
-HTTP_PROTOCOLS = {"h11": "h11", "httptools": "app.http_protocol:BoundedHttpToolsProtocol"}
+HTTP_PROTOCOLS = {"h11": "h11", "httptools": "app.fast.http:BoundedHttpToolsProtocol"}
 
 
 def migrate(settings: Settings) -> None:

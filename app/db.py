@@ -8,7 +8,7 @@
   invoice before it calls the payment gateway (SPEC §6).
 * a single read: ``read()`` (a session whose every statement stands alone, outside any
   transaction on PostgreSQL) and ``read_one()`` (the hot path's one-row read, straight on the
-  driver).
+  driver: app/fast/driver.py).
 
 Both are safe behind a transaction pooler (PgBouncer ``pool_mode=transaction``), which lends
 the client a server connection for one transaction, or for one statement outside any: the
@@ -46,8 +46,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from prometheus_client import Counter
-from sqlalchemy import MetaData, Select, TextClause, event, text
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -61,6 +60,8 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.util import greenlet_spawn
 
 from app.config import Pooler, Settings
+from app.fast.driver import REPLAYED, bound, fetch_row
+from app.fast.driver import PreparedRead as PreparedRead  # what a repository's reads are built as
 from app.positions import UNREACHABLE, Positions, parse_lsn
 
 log = logging.getLogger(__name__)
@@ -168,39 +169,6 @@ def _serialize_sqlite_writes(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class PreparedRead:
-    """A one-row read built once in SQLAlchemy Core, with its PostgreSQL text compiled once.
-
-    On PostgreSQL ``Database.read_one`` sends the text straight to the asyncpg connection under
-    SQLAlchemy's pool (asyncpg prepares it once per connection and keeps it, or, behind a
-    transaction pooler, sends it unnamed with its Bind and Execute): no Connection,
-    no compiled-cache lookup, no result processing, which cost five times the round trip's
-    own client side (issue 13: 92-103 against 18-20 us). So it is for statements whose columns
-    need no conversion on PostgreSQL (text, booleans, ``timestamptz``); SQLite runs the Core
-    statement as any other.
-
-    ``pooled``, if given, is what runs instead behind a transaction pooler: the same row from
-    a server-side function, whose query PL/pgSQL plans once per server connection and keeps,
-    where the statement itself, sent unnamed, is planned again on every execution. Its
-    ``:name`` parameters are the statement's.
-    """
-
-    def __init__(
-        self, statement: Select[*tuple[Any, ...]], *, pooled: TextClause | None = None
-    ) -> None:
-        self.statement = statement
-        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-        self.sql = str(compiled)
-        self.order = tuple(compiled.positiontup or ())
-        # The statement's own literals (a ``== 1``), which a caller's params do not name.
-        self.defaults = dict(compiled.params)
-        self.pooled_sql, self.pooled_order = self.sql, self.order
-        if pooled is not None:
-            compiled = pooled.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-            self.pooled_sql = str(compiled)
-            self.pooled_order = tuple(compiled.positiontup or ())
-
-
 # The server went away or is shutting down: every pooled connection is as dead as this one.
 # InternalClientError too: a connection whose backend was terminated while idle may still be
 # consuming the server's last error when it is next used, and asyncpg then refuses the
@@ -217,8 +185,6 @@ DRIVER_CONNECTION_LOST = (
 # What a failed standby read falls back from: the standby is away or refuses (any database
 # error of the driver or SQLAlchemy's wrapping of it).
 REPLICA_FAILED = (DBAPIError, *DRIVER_CONNECTION_LOST, TimeoutError)
-
-REPLAYED = "SELECT pg_last_wal_replay_lsn()::text"
 
 REPLICA_READS = Counter(
     "seats_replica_reads_total",
@@ -248,16 +214,6 @@ class Replica:
 
     def failed(self) -> None:
         self.replayed = 0
-
-
-def _with_replayed(sql: str) -> str:
-    """``sql`` (one row at most) with the standby's replayed position in front and a marker of
-    whether the row exists, in one statement: one row always. ``sql`` is a statement compiled
-    from our own Core (``PreparedRead``), its values bound as parameters."""
-    return (
-        f"SELECT {REPLAYED.removeprefix('SELECT ')}, r.* FROM (SELECT 1) AS one "  # noqa: S608
-        f"LEFT JOIN (SELECT true AS found, q.* FROM ({sql}) AS q LIMIT 1) AS r ON true"
-    )
 
 
 class Database:
@@ -381,26 +337,16 @@ class Database:
         replayed: bool = False,
     ) -> Sequence[Any] | None:
         """``read``'s first row on ``engine``; with ``replayed``, behind the standby's replayed
-        position and a marker of whether the row exists (``_with_replayed``)."""
+        position and a marker of whether the row exists (``app.fast.driver.with_replayed``)."""
         if self.is_sqlite:
             async with self.engine.connect() as conn:
                 first: Sequence[Any] | None = (await conn.execute(read.statement, params)).first()
                 return first
-        # A connection of the pool is idle between units (the dialect begins its transaction
-        # on the first statement), so a statement sent on the driver runs on its own.
+        unnamed = self.pooler == "transaction"
+        sql, args = bound(read, params, unnamed=unnamed, replayed=replayed)
         fairy = await engine.raw_connection()
-        driver: Any = fairy.driver_connection
-        values = {**read.defaults, **params}
         try:
-            row: Sequence[Any] | None
-            if self.pooler == "transaction":
-                args = [values[name] for name in read.pooled_order]
-                sql = _with_replayed(read.pooled_sql) if replayed else read.pooled_sql
-                row = await (await self._unnamed(fairy, sql)).fetchrow(*args)
-            else:
-                args = [values[name] for name in read.order]
-                sql = _with_replayed(read.sql) if replayed else read.sql
-                row = await driver.fetchrow(sql, *args)
+            row: Sequence[Any] | None = await fetch_row(fairy, sql, args, unnamed=unnamed)
         except BaseException as exc:
             # What SQLAlchemy's own execution would do: a connection in an unknown state is
             # never handed out again, a lost server discards the pool, and the error is the
@@ -460,19 +406,6 @@ class Database:
             position = parse_lsn(await conn.scalar(text(WRITTEN)))
         self.positions.wrote(account_id, position)
         return position
-
-    @staticmethod
-    async def _unnamed(fairy: Any, sql: str) -> Any:
-        """The connection's unnamed statement for ``sql``, described once and kept with the
-        connection (dropped with it): every execution sends its Parse again with its Bind,
-        Execute and Sync, one round trip that runs whole on whichever server connection the
-        pooler picks, where ``fetchrow`` without a cache describes the statement every time
-        (two)."""
-        statements: dict[str, Any] = fairy.info.setdefault("seats_unnamed", {})
-        statement = statements.get(sql)
-        if statement is None:
-            statement = statements[sql] = await fairy.driver_connection.prepare(sql, name="")
-        return statement
 
     async def behind_pooler(self) -> bool:
         """Whether a pooler answers for PostgreSQL: the process id a connection was given at

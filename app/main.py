@@ -20,6 +20,7 @@ from app.db import Database
 from app.directory.routes import router as directory_router
 from app.entitlements import AccessListener, EntitlementCache
 from app.errors import PayloadTooLarge
+from app.fast.routes import FastRoutes
 from app.idempotency import IdempotencyStore
 from app.ledger.routes import router as ledger_router
 from app.manage import routes as manage
@@ -32,7 +33,6 @@ from app.problems import error_response, install_error_handlers, unexpected_erro
 from app.purchases.routes import router as purchases_router
 from app.read_positions import ReadYourWrites
 from app.schema import head_revision
-from app.seats.hot_route import AgentCheckRoute, agent_check_route
 from app.seats.routes import router as seats_router
 from app.webhooks import outbox
 from app.webhooks.routes import router as webhooks_router
@@ -154,15 +154,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
     # From the outside in: ServiceMiddleware (so every answer carries the request id, a CORS
-    # preflight too), then CORS, then the agent check's own route (app/seats/hot_route.py),
-    # then FastAPI's. The answers ServiceMiddleware makes itself (the 500 of an
-    # unexpected error, the 413 of a declared oversized body) go through a CORS layer of
-    # their own, so that every answer gets the CORS headers, or a browser shows an opaque
-    # CORS failure instead of the problem body.
+    # preflight too), then CORS, then (with standbys) ReadYourWrites, then the agent check's and
+    # the seat writes' own routes (app/fast/routes.py), then FastAPI's. The answers
+    # ServiceMiddleware makes itself (the 500 of an unexpected error, the 413 of a declared
+    # oversized body) go through a CORS layer of their own, so that every answer gets the CORS
+    # headers, or a browser shows an opaque CORS failure instead of the problem body.
+    app.add_middleware(FastRoutes, routes=seats_router.routes)
     if db.replicas:
         # Read your writes across workers and instances: the position of each write's commit.
         app.add_middleware(ReadYourWrites, db=db)
-    app.add_middleware(AgentCheckRoute, route=agent_check_route(seats_router.routes))
     wrap_answer = None
     if settings.cors_origins:
         origins = settings.cors_origins

@@ -6,7 +6,7 @@ One process, one request at a time, the token already verified (cached): CPU mic
 request (``time.process_time``) of, from the inside out, the repository's statement alone, the
 endpoint's service call, FastAPI's router without any middleware (the route the check's own
 one stands in front of), and the whole app as it serves (middleware and the check's own route,
-app/seats/hot_route.py); then the same with the answer in the worker's cache (its listener
+app/fast/routes.py); then the same with the answer in the worker's cache (its listener
 started, app/entitlements.py), where no statement is sent. The differences are what each
 layer costs. No HTTP server and no socket: what is left is the Python a worker runs per
 request, plus the database round trip's client side. Access log on (level INFO, to /dev/null)

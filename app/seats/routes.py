@@ -14,13 +14,10 @@ from app.deps import (
     CallerApartDep,
     ClockDep,
     DbDep,
-    NowDep,
     OnceDep,
-    PrincipalDep,
     ReplicaCallerDep,
     ReplicaNowDep,
     ReplicaSessionDep,
-    SessionDep,
     SettingsDep,
     UserIdPath,
 )
@@ -40,10 +37,11 @@ from app.errors import (
     UnsupportedCurrency,
     UserNotFound,
 )
+from app.fast import routes as fast
 from app.operations import USER, Key, declare
 from app.pagination import CursorQuery, LimitQuery, Page
 from app.retry import RetryOnConflictRoute
-from app.seats import hot_route, service
+from app.seats import service
 from app.seats.schemas import (
     AccountUser,
     AgentCheck,
@@ -189,11 +187,12 @@ async def check_agent(
     notification of any change to access clears on every worker within milliseconds (100 ms
     at most, while the worker listens): just after a change, a check may still see the old
     answer for that long. A trial ends exactly at its end."""
-    # Served by app/seats/hot_route.py ahead of the router; this route answers what that layer
-    # passes on (ids FastAPI must refuse, a root path) and documents the operation. The body's
-    # bytes directly: the response model stays declared, for the schema.
-    check = await hot_route.answer(request.app.state, authorization, account_id, user_id)
-    return Response(check.json_bytes(), media_type="application/json")
+    # Served by app/fast/routes.py ahead of the router; this route answers what that layer
+    # passes on (ids FastAPI must refuse, a root path) with the same function, and documents
+    # the operation. The body's bytes directly: the response model stays declared, for the
+    # schema.
+    status, body = await fast.check_agent(request.app.state, authorization, account_id, user_id)
+    return Response(body, status_code=status, media_type=fast.JSON)
 
 
 # A plain APIRoute: one autocommit statement cannot be aborted by a deadlock or a
@@ -217,17 +216,14 @@ router.add_api_route(
 async def assign_agent(
     account_id: AccountIdPath,
     user_id: UserIdPath,
-    principal: PrincipalDep,
-    session: SessionDep,
-    now: NowDep,
-    settings: SettingsDep,
-    response: Response,
-) -> AgentOut:
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
     """Assign a seat (R5): 201 new agent, 200 already one."""
-    # The caller's role is read with the plan's lock, in one statement (no CallerDep).
-    agent, created = await service.assign(session, principal, account_id, user_id, now, settings)
-    response.status_code = 201 if created else 200
-    return agent
+    # Served by app/fast/routes.py ahead of the router, with this same function: the caller's
+    # role is read with the plan's lock, in one statement (no CallerDep).
+    status, body = await fast.assign_agent(request.app.state, authorization, account_id, user_id)
+    return Response(body, status_code=status, media_type=fast.JSON)
 
 
 @router.delete("/agents/{user_id}", status_code=204)
@@ -235,10 +231,10 @@ async def assign_agent(
 async def unassign_agent(
     account_id: AccountIdPath,
     user_id: UserIdPath,
-    principal: PrincipalDep,
-    session: SessionDep,
-    now: NowDep,
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Free the user's seat at once (R5)."""
-    await service.unassign(session, principal, account_id, user_id, now)
-    return Response(status_code=204)
+    # Served by app/fast/routes.py ahead of the router, with this same function.
+    status, _ = await fast.unassign_agent(request.app.state, authorization, account_id, user_id)
+    return Response(status_code=status)

@@ -34,15 +34,22 @@ pytestmark = postgres_only
 @pytest.fixture(scope="module")
 def bouncer() -> Iterator[PgBouncer]:
     assert PG_URL
-    # Fewer server connections than the app's pool: clients share them, as in production.
-    with PgBouncer(PG_URL, default_pool_size=4) as running:
+    # Fewer server connections than the app's pool: clients share them, as in production. A
+    # PgBouncer that maps named statements (1.21+, ``PGBOUNCER``) maps them; 1.18 ignores it.
+    with PgBouncer(PG_URL, default_pool_size=4, max_prepared_statements=200) as running:
         yield running
 
 
-@pytest.fixture
-async def pooled_api(database_url: str, bouncer: PgBouncer) -> AsyncIterator[Api]:
+@pytest.fixture(params=["transaction", "none"])
+async def pooled_api(
+    database_url: str, bouncer: PgBouncer, request: pytest.FixtureRequest
+) -> AsyncIterator[Api]:
+    """The app through PgBouncer: with unnamed statements (``transaction``), and with asyncpg's
+    named ones (``none``) where PgBouncer maps them (1.21+ with max_prepared_statements)."""
+    if request.param == "none" and not bouncer.supports_prepared_statements:
+        pytest.skip(f"PgBouncer {bouncer.version} keeps no named statements (PGBOUNCER=1.21+)")
     app = create_app(
-        make_settings(bouncer.url, database_pooler="transaction", webhook_allow_hosts="127.0.0.1")
+        make_settings(bouncer.url, database_pooler=request.param, webhook_allow_hosts="127.0.0.1")
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

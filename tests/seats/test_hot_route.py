@@ -1,4 +1,4 @@
-"""The agent check answered below FastAPI's router (app/seats/hot_route.py) answers exactly as
+"""The agent check answered below FastAPI's router (app/fast/routes.py) answers exactly as
 the FastAPI route it stands in front of: same status, headers and body, every error included,
 and whatever it does not answer reaches FastAPI unchanged."""
 
@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
+from app.fast.routes import TEMPLATE, FastRoutes
 from app.main import create_app
-from app.seats.hot_route import TEMPLATE, AgentCheckRoute
 from tests.conftest import Api, auth, service_token, user_token
 
 AGENTS = "/v1/accounts/acme/conversations/agents"
@@ -24,7 +24,7 @@ async def routed(settings: Settings) -> AsyncIterator[Api]:
     """The same app without the layer: every agent check goes through FastAPI's router."""
     application = create_app(settings)
     application.user_middleware = [
-        m for m in application.user_middleware if m.cls is not AgentCheckRoute
+        m for m in application.user_middleware if m.cls is not FastRoutes
     ]
     transport = httpx.ASGITransport(app=application)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -118,3 +118,38 @@ async def test_the_hot_route_is_counted_under_the_routes_template(
     after = (await fast.client.get("/metrics")).text
     for status in ("200", "404"):
         assert _count(after, **labels, status=status) - _count(before, **labels, status=status) == 1
+
+
+ALICE, CAROL = auth(user_token("acme", "alice")), auth(user_token("acme", "carol"))
+# Each step's answer depends on the steps before it: the same steps run on both apps, each
+# starting with carol holding no seat and ending so.
+WRITES: list[tuple[str, str, str, dict[str, str]]] = [
+    ("a new agent", "PUT", f"{AGENTS}/carol", ALICE),
+    ("already an agent", "PUT", f"{AGENTS}/carol", ALICE),
+    ("asked by a user", "PUT", f"{AGENTS}/carol", CAROL),
+    ("asked by a service", "PUT", f"{AGENTS}/carol", auth(service_token())),
+    ("no token", "DELETE", f"{AGENTS}/carol", {}),
+    ("another account's token", "DELETE", f"{AGENTS}/carol", auth(user_token("globex", "gina"))),
+    ("freed", "DELETE", f"{AGENTS}/carol", ALICE),
+    ("not an agent", "DELETE", f"{AGENTS}/carol", ALICE),
+    ("no such user", "PUT", f"{AGENTS}/nobody", ALICE),
+    ("no such account", "PUT", "/v1/accounts/initech/conversations/agents/bob", ALICE),
+    ("an invalid user id", "PUT", f"{AGENTS}/b%20b", ALICE),
+    ("a trailing slash", "DELETE", f"{AGENTS}/carol/", ALICE),
+]
+
+
+async def test_the_hot_route_answers_the_seat_writes_as_fastapi_does(
+    both: tuple[Api, Api],
+) -> None:
+    fast, routed = both
+    answers = {}
+    for name, app in (("fast", fast), ("routed", routed)):
+        answers[name] = [
+            comparable(await app.client.request(method, path, headers=headers))
+            for _, method, path, headers in WRITES
+        ]
+    for (case, *_), a, b in zip(WRITES, answers["fast"], answers["routed"], strict=True):
+        assert a == b, case
+    statuses = [a[0] for a in answers["fast"]]
+    assert statuses == [201, 200, 403, 403, 401, 404, 204, 404, 404, 404, 422, 404]

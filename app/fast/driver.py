@@ -1,0 +1,89 @@
+"""Measured: SQLAlchemy's execution cost five times the agent check's own round trip on asyncpg.
+
+One-row reads straight on the asyncpg connection under SQLAlchemy's pool (``Database.read_one``
+is their only caller): no Connection, no compiled-cache lookup, no result processing. They lean
+on the pool's connection record (``driver_connection``, ``info``, ``invalidate``) and on
+asyncpg's statements (pinned in ``LEANS_ON``), so they are for statements whose columns need no
+conversion on PostgreSQL (text, booleans, ``timestamptz``); SQLite runs the Core statement as
+any other (app/db.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Select, TextClause
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+# The versions this was measured and tested with (tests/test_fast_paths.py).
+LEANS_ON = {"sqlalchemy": ("2.1", "2.2"), "asyncpg": ("0.32", "0.33")}
+
+# The standby's replayed position, read in the same statement as a row (``with_replayed``).
+REPLAYED = "SELECT pg_last_wal_replay_lsn()::text"
+
+
+class PreparedRead:
+    """A one-row read built once in SQLAlchemy Core, with its PostgreSQL text compiled once.
+
+    ``pooled``, if given, is what runs instead behind a transaction pooler: the same row from
+    a server-side function, whose query PL/pgSQL plans once per server connection and keeps,
+    where the statement itself, sent unnamed, is planned again on every execution. Its
+    ``:name`` parameters are the statement's.
+    """
+
+    def __init__(
+        self, statement: Select[*tuple[Any, ...]], *, pooled: TextClause | None = None
+    ) -> None:
+        self.statement = statement
+        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        self.sql = str(compiled)
+        self.order = tuple(compiled.positiontup or ())
+        # The statement's own literals (a ``== 1``), which a caller's params do not name.
+        self.defaults = dict(compiled.params)
+        self.pooled_sql, self.pooled_order = self.sql, self.order
+        if pooled is not None:
+            compiled = pooled.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+            self.pooled_sql = str(compiled)
+            self.pooled_order = tuple(compiled.positiontup or ())
+
+
+def with_replayed(sql: str) -> str:
+    """``sql`` (one row at most) with the standby's replayed position in front and a marker of
+    whether the row exists, in one statement: one row always. ``sql`` is a statement compiled
+    from our own Core (``PreparedRead``), its values bound as parameters."""
+    return (
+        f"SELECT {REPLAYED.removeprefix('SELECT ')}, r.* FROM (SELECT 1) AS one "  # noqa: S608
+        f"LEFT JOIN (SELECT true AS found, q.* FROM ({sql}) AS q LIMIT 1) AS r ON true"
+    )
+
+
+def bound(
+    read: PreparedRead, params: Mapping[str, Any], *, unnamed: bool, replayed: bool
+) -> tuple[str, list[Any]]:
+    """The text to send for ``read`` and its arguments in order. ``unnamed``: behind a
+    transaction pooler; ``replayed``: on a standby (``with_replayed``)."""
+    values = {**read.defaults, **params}
+    sql, order = (read.pooled_sql, read.pooled_order) if unnamed else (read.sql, read.order)
+    return (with_replayed(sql) if replayed else sql), [values[name] for name in order]
+
+
+async def fetch_row(fairy: Any, sql: str, args: Sequence[Any], *, unnamed: bool) -> Any:
+    """The first row of ``sql`` on the asyncpg connection of the pool's record ``fairy``. A
+    connection of the pool is idle between units (the dialect begins its transaction on the
+    first statement), so a statement sent on the driver runs on its own."""
+    if unnamed:
+        return await (await _unnamed(fairy, sql)).fetchrow(*args)
+    return await fairy.driver_connection.fetchrow(sql, *args)
+
+
+async def _unnamed(fairy: Any, sql: str) -> Any:
+    """The connection's unnamed statement for ``sql``, described once and kept with the
+    connection (dropped with it): every execution sends its Parse again with its Bind, Execute
+    and Sync, one round trip that runs whole on whichever server connection the pooler picks,
+    where ``fetchrow`` without a cache describes the statement every time (two)."""
+    statements: dict[str, Any] = fairy.info.setdefault("seats_unnamed", {})
+    statement = statements.get(sql)
+    if statement is None:
+        statement = statements[sql] = await fairy.driver_connection.prepare(sql, name="")
+    return statement
