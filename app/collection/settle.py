@@ -18,6 +18,7 @@ from app.collection import repository as repo
 from app.collection.repository import InvoiceState, PlanState
 from app.ledger import repository as ledger
 from app.ledger.models import AttemptOutcome, InvoiceKind, InvoiceStatus
+from app.seats import repository as seats
 from app.seats.status import PlanStatus
 
 
@@ -112,6 +113,10 @@ async def _purchase_paid(
             "status": PlanStatus.ACTIVE,
         }
     plan = await _change(session, plan, now, values)
+    # R15: the admin wants more seats, not fewer: a purchase cancels a scheduled decrease.
+    await seats.cancel_scheduled_change(
+        session, invoice.account_id, invoice.seats, now=now, actor=actor, reason="purchase"
+    )
     await ledger.add_event(
         session,
         account_id=invoice.account_id,

@@ -12,6 +12,7 @@ from app.billing.pricing import MAX_SEATS
 from app.deps import (
     AccountIdPath,
     CallerApartDep,
+    CallerDep,
     ClockDep,
     DbDep,
     IdempotencyDep,
@@ -33,10 +34,12 @@ from app.seats.schemas import (
     AccountUser,
     AgentCheck,
     AgentOut,
+    Effective,
     PlanSummary,
+    QuoteIn,
     QuoteOut,
     QuotePreview,
-    SeatsIn,
+    RemovalIn,
 )
 
 router = APIRouter(
@@ -80,18 +83,29 @@ SeatsQuery = Annotated[
 ]
 
 
+EffectiveQuery = Annotated[
+    Effective,
+    Query(description="For a decrease: at once (`now`) or at the paid period's end (R15)."),
+]
+
+
 @router.get("/quote-preview", response_model=QuotePreview, responses=problems(403, 409))
 async def preview_quote(
-    seats: SeatsQuery, caller: CallerApartDep, db: DbDep, clock: ClockDep, settings: SettingsDep
+    seats: SeatsQuery,
+    caller: CallerApartDep,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    effective: EffectiveQuery = Effective.NOW,
 ) -> QuotePreview:
     """A quote's body for a total, computed and not stored (R8): what a slider asks as it
     moves. Admins, the primary admin and services."""
-    return await service.preview_quote(db, clock, caller, seats, settings)
+    return await service.preview_quote(db, clock, caller, seats, settings, effective)
 
 
 @router.post("/quotes", status_code=201, response_model=QuoteOut, responses=problems(400, 403, 409))
 async def create_quote(
-    body: SeatsIn,
+    body: QuoteIn,
     caller: CallerApartDep,
     idem: IdempotencyDep,
     req: IdempotentRequestDep,
@@ -102,25 +116,42 @@ async def create_quote(
     # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_admin()
     return await idem.run(
-        req, 201, clock, lambda s, now: service.create_quote(s, caller, body.seats, now, settings)
+        req,
+        201,
+        clock,
+        lambda s, now: service.create_quote(s, caller, body.seats, now, settings, body.effective),
     )
 
 
 @router.post("/removals", response_model=PlanSummary, responses=problems(400, 403, 409))
 async def remove_seats(
-    body: SeatsIn,
+    body: RemovalIn,
     caller: CallerApartDep,
     idem: IdempotencyDep,
     req: IdempotentRequestDep,
     clock: ClockDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    """Lower the total at once (R7); only empty seats can go (R4). No refund."""
+    """Lower the total at once (R7), or schedule it for the end of the paid period with
+    `"effective": "period_end"` (R15: the seats stay usable until then, the next renewal
+    invoices the new total). Only empty seats can go (R4). No refund."""
     # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_primary_admin()
     return await idem.run(
-        req, 200, clock, lambda s, now: service.remove_seats(s, caller, body.seats, now, settings)
+        req,
+        200,
+        clock,
+        lambda s, now: service.remove_seats(s, caller, body.seats, now, settings, body.effective),
     )
+
+
+@router.delete("/scheduled-change", status_code=204, responses=problems(403, 404))
+async def cancel_scheduled_change(caller: CallerDep, session: SessionDep, now: NowDep) -> Response:
+    """Cancel the decrease scheduled for the end of the paid period (R15). Primary admin
+    only (R1). `404 no_scheduled_change` when none is scheduled, including one that has
+    already taken effect: a retried request whose first answer was lost reads the summary."""
+    await service.cancel_scheduled_change(session, caller, now)
+    return Response(status_code=204)
 
 
 @router.get("/agents", response_model=Page[AgentOut], responses=problems(403))

@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Caller, Principal, caller_of, check_account_scope
-from app.billing.periods import BillingCycle, Period
-from app.billing.pricing import PriceChange, cycle_total, price_change
+from app.billing.periods import BillingCycle, Period, renewal_after
+from app.billing.pricing import PriceChange, cycle_total, price_change, renewal_amount
 from app.clock import Clock
 from app.config import Settings
 from app.db import Database
@@ -29,12 +29,14 @@ from app.seats.schemas import (
     AccountUser,
     AgentCheck,
     AgentOut,
+    Effective,
     OutstandingInvoice,
     PeriodOut,
     PlanSummary,
     ProrationOut,
     QuoteOut,
     QuotePreview,
+    ScheduledChange,
     TrialOut,
 )
 from app.seats.status import PlanStatus
@@ -55,6 +57,8 @@ def plan_state(plan: Plan | repository.LockedPlan) -> rules.PlanState:
         period=period,
         cycle=plan.billing_cycle,
         trial_ends_at=plan.trial_ends_at,
+        scheduled_seats=plan.scheduled_seats,
+        scheduled_for=plan.scheduled_for,
     )
 
 
@@ -90,6 +94,12 @@ def summarize(
             ends_at=plan.trial_ends_at,
         )
     period = state.period if state.status.is_paid else None
+    when = state.scheduled_at
+    scheduled = (
+        ScheduledChange(seats=state.scheduled_seats, effective_at=when)
+        if state.scheduled_seats is not None and when is not None
+        else None
+    )
     return PlanSummary(
         status=state.status,
         seats=state.seats,
@@ -104,6 +114,7 @@ def summarize(
         current_period=PeriodOut(start=period.start, end=period.end) if period else None,
         next_renewal_at=datetime.combine(period.end, time(), UTC) if period else None,
         outstanding_invoice=outstanding,
+        scheduled_change=scheduled,
     )
 
 
@@ -200,11 +211,27 @@ async def start_trial(
 
 
 def price_quote(
-    plan: Plan, account: Account, seats: int, now: datetime, settings: Settings
+    plan: Plan,
+    account: Account,
+    seats: int,
+    now: datetime,
+    settings: Settings,
+    effective: Effective = Effective.NOW,
 ) -> QuotePreview:
-    """R8: what a move to ``seats`` costs at ``now``; the one pricing of quotes and previews."""
+    """R8: what a move to ``seats`` costs at ``now``; the one pricing of quotes and previews.
+
+    It also says when the total takes effect and what the next renewal will invoice for it:
+    for a decrease scheduled for the period's end (R15) nothing changes now, and the renewal
+    at that end bills the new total."""
     state = plan_state(plan).at(now)
     change = price_purchase(state, account, seats, now.date(), settings)
+    takes_effect = now
+    if effective is Effective.PERIOD_END:
+        takes_effect = rules.quoted_decrease_at(state, seats)
+    # The renewal that follows the priced period, in the account's schedule of now (R12).
+    priced = Period(change.proration.period_start, change.proration.period_end)
+    cycle = BillingCycle(account.billing_cycle)
+    renewal = renewal_after(account.billing_anchor, cycle, priced)
     return QuotePreview(
         current_seats=state.seats,
         seats=seats,
@@ -223,11 +250,20 @@ def price_quote(
         ),
         allowed=rules.check_decrease_allowed(state, seats),
         assigned=plan.assigned,
+        effective=effective,
+        effective_at=takes_effect,
+        next_renewal_at=rules.effective_at(priced.end),
+        next_renewal_total=renewal_amount(seats, change.unit_price, cycle, renewal),
     )
 
 
 async def preview_quote(
-    db: Database, clock: Clock, caller: Caller, seats: int, settings: Settings
+    db: Database,
+    clock: Clock,
+    caller: Caller,
+    seats: int,
+    settings: Settings,
+    effective: Effective = Effective.NOW,
 ) -> QuotePreview:
     """R8 for a slider: the quote's body for ``seats``, computed and not stored.
 
@@ -237,16 +273,21 @@ async def preview_quote(
     async with db.read() as session:
         now = await clock.now(session)
         plan, account = await load(session, caller.account_id, lock=False)
-    return price_quote(plan, account, seats, now, settings)
+    return price_quote(plan, account, seats, now, settings, effective)
 
 
 async def create_quote(
-    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+    session: AsyncSession,
+    caller: Caller,
+    seats: int,
+    now: datetime,
+    settings: Settings,
+    effective: Effective = Effective.NOW,
 ) -> QuoteOut:
     """R8: price a new total. Stores the quote (so a purchase can confirm it) and nothing else."""
     caller.require_admin()
     plan, account = await load(session, caller.account_id, lock=False)
-    priced = price_quote(plan, account, seats, now, settings)
+    priced = price_quote(plan, account, seats, now, settings, effective)
     quote = Quote(
         id=new_id("quo"),
         account_id=caller.account_id,
@@ -271,12 +312,33 @@ async def create_quote(
 
 
 async def remove_seats(
-    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+    session: AsyncSession,
+    caller: Caller,
+    seats: int,
+    now: datetime,
+    settings: Settings,
+    effective: Effective = Effective.NOW,
 ) -> PlanSummary:
-    """R4, R7: lower the total at once; only empty seats go, and nothing is refunded."""
+    """R4, R7: lower the total at once; only empty seats go, and nothing is refunded.
+    R15: or schedule it for the end of the paid period (``effective``)."""
     plan, account, caller = await load_as(session, caller)
     caller.require_primary_admin()
-    rules.check_removal(plan_state(plan).at(now), seats)
+    state = plan_state(plan)
+    if rules.decrease_due(state, now):
+        # Past its instant, a scheduled decrease is the total: recorded before anything else.
+        await repository.apply_scheduled_change(session, plan, now=now, actor=caller.actor)
+        state = plan_state(plan)
+    if effective is Effective.PERIOD_END:
+        period_end = rules.check_schedule_decrease(state, seats, now.date())
+        await repository.schedule_decrease(
+            session, plan, seats, period_end, now=now, actor=caller.actor
+        )
+        return await summary(session, plan, account, settings, now)
+    rules.check_removal(state.at(now), seats)
+    if not rules.schedule_survives_removal(state, seats):
+        await repository.drop_scheduled_change(
+            session, plan, now=now, actor=caller.actor, reason="removed"
+        )
     before = plan.seats
     plan.seats = seats
     touch(plan, now)
@@ -289,6 +351,17 @@ async def remove_seats(
         data={"seats_before": before, "seats_after": seats},
     )
     return await summary(session, plan, account, settings, now)
+
+
+async def cancel_scheduled_change(session: AsyncSession, caller: Caller, now: datetime) -> None:
+    """R15: cancel the scheduled decrease (primary admin). Refused when none is scheduled,
+    which includes one whose instant has passed: it has taken effect and cannot be undone."""
+    plan, _, caller = await load_as(session, caller)
+    caller.require_primary_admin()
+    rules.check_cancel_schedule(plan_state(plan).at(now))
+    await repository.drop_scheduled_change(
+        session, plan, now=now, actor=caller.actor, reason="canceled"
+    )
 
 
 async def lock_plan_as(
