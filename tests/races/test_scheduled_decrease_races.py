@@ -39,10 +39,7 @@ async def test_r15_billing_runs_racing_at_the_boundary_invoice_each_renewal_once
     await live.set_clock(END)
 
     runs = await asyncio.gather(
-        *(
-            live.client.post("/internal/v1/billing/run", headers=live.as_service())
-            for _ in range(6)
-        )
+        *(live.client.post("/internal/v1/billing/run", headers=live.as_service()) for _ in range(6))
     )
 
     assert all(r.status_code == 200 for r in runs), [r.text for r in runs]
@@ -63,8 +60,7 @@ async def test_r15_billing_runs_racing_at_the_boundary_invoice_each_renewal_once
     )
     assert sorted(plans) == sorted((a, n, None, None) for a, n in scheduled.items())
     decreased = await sql(
-        "SELECT account_id, COUNT(*) FROM event WHERE type = 'seats.decreased' "
-        "GROUP BY account_id"
+        "SELECT account_id, COUNT(*) FROM event WHERE type = 'seats.decreased' GROUP BY account_id"
     )
     assert sorted(decreased) == sorted((a, 1) for a in accounts)
     await assert_invariants(live_settings)
