@@ -630,19 +630,19 @@ async def drop_scheduled_change(
 
 
 async def cancel_scheduled_change(
-    session: AsyncSession, account_id: str, seats: int, *, now: datetime, actor: str, reason: str
-) -> bool:
-    """``drop_scheduled_change`` for a caller that holds the plan's lock but no ORM row of it
-    (a purchase's settlement); ``seats`` is the plan's total after that caller's change."""
-    row = (
-        await session.execute(
-            select(_PLAN.c.scheduled_seats, _PLAN.c.scheduled_for).where(
-                _PLAN.c.account_id == account_id
-            )
-        )
-    ).first()
-    if row is None or row.scheduled_seats is None:
-        return False
+    session: AsyncSession,
+    account_id: str,
+    seats: int,
+    scheduled_seats: int,
+    scheduled_for: date,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str,
+) -> None:
+    """``drop_scheduled_change`` for a caller that holds the plan's lock and read its schedule
+    but has no ORM row of it (a purchase's settlement); ``seats`` is the plan's total after
+    that caller's change."""
     await session.execute(
         update(_PLAN)
         .where(_PLAN.c.account_id == account_id)
@@ -652,13 +652,12 @@ async def cancel_scheduled_change(
         session,
         account_id,
         seats,
-        row.scheduled_seats,
-        row.scheduled_for,
+        scheduled_seats,
+        scheduled_for,
         now=now,
         actor=actor,
         reason=reason,
     )
-    return True
 
 
 async def _canceled(
