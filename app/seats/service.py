@@ -1,4 +1,5 @@
-"""The seat lifecycle: trial, quotes, removals and agents (SPEC R1-R5, R7, R8, R10, R11).
+"""The seat lifecycle: trial, quotes, removals, scheduled decreases and agents (SPEC R1-R5,
+R7, R8, R10, R11, R15).
 
 Each function opens with its guard clauses, locks the plan row before it reads a rule's
 inputs, and only flushes: the caller's transaction commits. Purchases, which must commit
