@@ -83,6 +83,10 @@ class NotAnAgent(AppError):
     status, code, title = 404, "not_an_agent", "The user is not an agent"
 
 
+class NoScheduledChange(AppError):
+    status, code, title = 404, "no_scheduled_change", "No change is scheduled"
+
+
 class InvoiceNotFound(AppError):
     status, code, title = 404, "invoice_not_found", "No such invoice"
 
@@ -136,6 +140,26 @@ class NoEmptySeat(Conflict):
 
 class NoActivePlan(Conflict):
     code, title = "no_active_plan", "No trialing or paid plan"
+
+
+class NoPaidPeriod(Conflict):
+    code, title = "no_paid_period", "The plan has no paid period to wait for"
+
+
+class SeatsScheduledForRemoval(Conflict):
+    code, title = "seats_scheduled_for_removal", "The empty seats are scheduled for removal"
+    fields = {
+        "scheduled_seats": {
+            "type": "integer",
+            "description": "The total scheduled for the period's end (R15): agents beyond it "
+            "cannot be assigned until the schedule is canceled.",
+        },
+        "effective_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the scheduled total takes effect.",
+        },
+    }
 
 
 class NotAnIncrease(Conflict):

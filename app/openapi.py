@@ -127,6 +127,9 @@ LINKS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "getInvoice": {
         "200": {"payInvoice": {"parameters": {**ACCOUNT, "invoice_id": "$response.body#/id"}}}
     },
+    # R15: a summary (or a removal) showing a `scheduled_change` can cancel it.
+    "getPlan": {"200": {"cancelScheduledChange": {"parameters": ACCOUNT}}},
+    "removeSeats": {"200": {"cancelScheduledChange": {"parameters": ACCOUNT}}},
 }
 
 

@@ -66,6 +66,18 @@ CHECKS: dict[str, Check | str] = {
         SELECT account_id, status, seats, assigned FROM plan
         WHERE status IN ('trialing', 'active', 'past_due') AND assigned > seats
     """,
+    # R15: a scheduled decrease lowers a paid plan's total at the end of its period, and R4
+    # holds when it takes effect (assignments beyond it are refused meanwhile).
+    "a scheduled decrease is below the total, covers the agents, at the period's end": """
+        SELECT account_id, status, seats, assigned, scheduled_seats, scheduled_for, period_end
+        FROM plan
+        WHERE scheduled_seats IS NOT NULL AND (
+            status NOT IN ('active', 'past_due')
+            OR scheduled_seats >= seats
+            OR scheduled_seats < assigned
+            OR scheduled_for IS NULL OR period_end IS NULL OR scheduled_for != period_end
+        )
+    """,
     "invoice total equals the sum of its lines": Check(
         # PostgreSQL sums bigint in numeric.
         """

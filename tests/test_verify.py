@@ -65,6 +65,21 @@ async def test_verify_reports_an_assigned_count_that_drifted(
     assert found["assigned count equals assignment rows"][0][:3] == ("acme", 3, 2)
 
 
+async def test_r15_verify_reports_a_scheduled_decrease_that_no_longer_holds(
+    api: Api, settings: Settings, sql: Callable[..., Any]
+) -> None:
+    await busy_account(api)
+    body = {"seats": 3, "effective": "period_end"}
+    r = await api.call("POST", "acme", "/removals", user="alice", json=body)
+    assert r.status_code == 200, r.text
+    assert await violations(settings) == {}
+    await sql("UPDATE plan SET scheduled_seats = 1 WHERE account_id = 'acme'")
+    found = await violations(settings)
+    check = "a scheduled decrease is below the total, covers the agents, at the period's end"
+    assert list(found) == [check]
+    assert found[check][0][:5] == ("acme", "active", 5, 2, 1)
+
+
 async def test_verify_reports_an_invoice_whose_lines_do_not_add_up(
     api: Api, settings: Settings, sql: Callable[..., Any]
 ) -> None:

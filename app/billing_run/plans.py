@@ -17,8 +17,10 @@ from app.ids import new_id
 from app.ledger import invoices
 from app.ledger import repository as ledger
 from app.ledger.models import Invoice, InvoiceStatus
+from app.seats import repository as seats
+from app.seats import rules
 from app.seats.models import Plan
-from app.seats.service import touch
+from app.seats.service import plan_state, touch
 from app.seats.status import PlanStatus
 
 SYSTEM = "system:billing"
@@ -68,6 +70,9 @@ async def invoice_renewal(
         # would bill the next period for the old total and leave the added seats unbilled.
         # The run renews once the purchase is settled or voided (R14).
         return None
+    if rules.decrease_due(plan_state(plan), now):
+        # R15: the decrease took effect at this period's end; the renewal bills its total.
+        await seats.apply_scheduled_change(session, plan, now=now, actor=SYSTEM)
     cycle = BillingCycle(account.billing_cycle)
     renewal = renewal_after(
         account.billing_anchor, cycle, Period(plan.period_start, plan.period_end)
@@ -163,6 +168,8 @@ async def cancel(
 ) -> None:
     """R9: dunning ended: the plan is canceled with 0 seats (assignments kept, no access) and
     its outstanding renewals are uncollectible; a later purchase restarts it."""
+    # A decrease scheduled for the end of a period the plan no longer has is moot.
+    await seats.drop_scheduled_change(session, plan, now=now, actor=SYSTEM, reason="plan_canceled")
     before = plan.seats
     plan.status = PlanStatus.CANCELED
     plan.seats = 0

@@ -67,6 +67,9 @@ class PlanState:
     status: PlanStatus
     seats: int
     pending_invoice_id: str | None
+    # R15: a decrease scheduled for the period's end, which a paid purchase cancels.
+    scheduled_seats: int | None = None
+    scheduled_for: date | None = None
 
 
 def _for_update(stmt: Any, skip_locked: bool) -> Any:
@@ -92,22 +95,29 @@ async def lock_plans_of(
             _plan.c.status,
             _plan.c.seats,
             _plan.c.pending_invoice_id,
+            _plan.c.scheduled_seats,
+            _plan.c.scheduled_for,
         )
         .join(_plan, _plan.c.account_id == _invoice.c.account_id)
         .where(_invoice.c.id.in_(list(invoice_ids)))
         .order_by(_plan.c.account_id)
     )
     rows = (await session.execute(_for_update(stmt, skip_locked))).all()
-    return {row[0]: PlanState(row[1], row[2], row[3], row[4]) for row in rows}
+    return {row[0]: PlanState(*row[1:]) for row in rows}
 
 
 async def lock_plan(session: AsyncSession, account_id: str) -> PlanState | None:
     """One plan, locked (``SELECT ... FOR UPDATE``): the first lock on an account."""
     stmt = select(
-        _plan.c.account_id, _plan.c.status, _plan.c.seats, _plan.c.pending_invoice_id
+        _plan.c.account_id,
+        _plan.c.status,
+        _plan.c.seats,
+        _plan.c.pending_invoice_id,
+        _plan.c.scheduled_seats,
+        _plan.c.scheduled_for,
     ).where(_plan.c.account_id == account_id)
     row = (await session.execute(_for_update(stmt, False))).first()
-    return None if row is None else PlanState(row[0], row[1], row[2], row[3])
+    return None if row is None else PlanState(*row)
 
 
 async def invoices_with_attempts(

@@ -18,6 +18,7 @@ from app.collection import repository as repo
 from app.collection.repository import InvoiceState, PlanState
 from app.ledger import repository as ledger
 from app.ledger.models import AttemptOutcome, InvoiceKind, InvoiceStatus
+from app.seats import repository as seats
 from app.seats.status import PlanStatus
 
 
@@ -112,6 +113,19 @@ async def _purchase_paid(
             "status": PlanStatus.ACTIVE,
         }
     plan = await _change(session, plan, now, values)
+    if plan.scheduled_seats is not None and plan.scheduled_for is not None:
+        # R15: the admin wants more seats, not fewer: a purchase cancels a scheduled decrease.
+        await seats.cancel_scheduled_change(
+            session,
+            invoice.account_id,
+            invoice.seats,
+            plan.scheduled_seats,
+            plan.scheduled_for,
+            now=now,
+            actor=actor,
+            reason="purchase",
+        )
+        plan = replace(plan, scheduled_seats=None, scheduled_for=None)
     await ledger.add_event(
         session,
         account_id=invoice.account_id,

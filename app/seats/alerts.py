@@ -24,7 +24,7 @@ from typing import Literal
 
 from app.billing.periods import BillingCycle, Period, renewal_after
 from app.billing.pricing import renewal_amount
-from app.seats.rules import PlanState
+from app.seats.rules import PlanState, seats_at_next_renewal
 from app.seats.status import PlanStatus
 
 TRIAL_ENDING_LEAD = timedelta(days=3)
@@ -68,12 +68,6 @@ def renewal_at(period: Period) -> datetime:
     return datetime.combine(period.end, time(), UTC)
 
 
-def renewal_seats(state: PlanState) -> int:
-    """The seats the next renewal will invoice: the one place the reminder's amount asks,
-    so that a scheduled decrease (R15) lowers it once the plan knows of one."""
-    return state.seats
-
-
 @dataclass(frozen=True, slots=True)
 class Renewal:
     """The next renewal of a paid plan: when, and what it is expected to charge."""
@@ -90,7 +84,7 @@ def next_renewal(
     account's anchor and cycle of now, a bridge when they changed, R12); None otherwise."""
     if state.status is not PlanStatus.ACTIVE or state.period is None:
         return None
-    seats = renewal_seats(state)
+    seats = seats_at_next_renewal(state)
     amount = renewal_amount(seats, unit_price, cycle, renewal_after(anchor, cycle, state.period))
     return Renewal(renewal_at(state.period), seats, amount)
 

@@ -41,6 +41,12 @@ class Plan(Base):
             "(period_start IS NULL OR period_start < period_end)",
             name="period",
         ),
+        # R15: a scheduled decrease names its total and the end of the period it waits for.
+        CheckConstraint(
+            "(scheduled_seats IS NULL) = (scheduled_for IS NULL) AND "
+            "(scheduled_seats IS NULL OR scheduled_seats >= 0)",
+            name="scheduled_change",
+        ),
     )
 
     account_id: Mapped[str] = mapped_column(String(64), ForeignKey("account.id"), primary_key=True)
@@ -62,6 +68,11 @@ class Plan(Base):
     # a second purchase or an assignment the pending total could not hold.
     pending_invoice_id: Mapped[str | None] = mapped_column(String(40))
     pending_seats: Mapped[int | None] = mapped_column(BigInteger)
+    # A decrease scheduled for the end of the paid period (R15): the total it leaves, and that
+    # period's end (the period the plan was billed under, R12), at 00:00 UTC of which the
+    # total becomes ``scheduled_seats`` whether or not the billing run has recorded it.
+    scheduled_seats: Mapped[int | None] = mapped_column(BigInteger)
+    scheduled_for: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -29,9 +29,11 @@ from app.billing.periods import BillingCycle
 from app.clock import TestClockRow
 from app.db import Database, PreparedRead
 from app.directory.models import Account, Role, User
+from app.ledger import repository as ledger
 from app.ledger.models import Event
 from app.pagination import keyset
 from app.seats.models import Assignment, Plan, Quote
+from app.seats.rules import effective_at, instant_text
 from app.seats.status import PlanStatus
 from app.sqltypes import UTCDateTime
 from app.webhooks import outbox
@@ -61,6 +63,8 @@ class LockedPlan(NamedTuple):
     period_start: date | None
     period_end: date | None
     billing_cycle: BillingCycle | None
+    scheduled_seats: int | None
+    scheduled_for: date | None
     caller_role: Role | None
 
 
@@ -94,6 +98,8 @@ def _lock_plan_as_statement(*, as_caller: bool) -> Select[Any]:
         plan.period_start,
         plan.period_end,
         plan.billing_cycle,
+        plan.scheduled_seats,
+        plan.scheduled_for,
     ]
     where = plan.account_id == bindparam("account_id", type_=String)
     if not as_caller:
@@ -604,3 +610,132 @@ async def caller_and_primary_admin(
     caller = next((p for p in people if p.user_id == user_id), None)
     primary = next((p for p in people if p.role is Role.PRIMARY_ADMIN), None)
     return caller, primary
+
+
+# --- R15: the plan's scheduled decrease, its writes ---------------------------------------
+
+
+async def schedule_decrease(
+    session: AsyncSession, plan: Plan, seats: int, period_end: date, *, now: datetime, actor: str
+) -> None:
+    """Schedule ``seats`` for ``period_end`` on the locked plan, replacing any schedule, with
+    the event ``seats.decrease_scheduled``."""
+    replaced = plan.scheduled_seats
+    plan.scheduled_seats, plan.scheduled_for = seats, period_end
+    plan.updated_at = now
+    await ledger.add_event(
+        session,
+        account_id=plan.account_id,
+        type="seats.decrease_scheduled",
+        actor=actor,
+        at=now,
+        data={
+            "seats": plan.seats,
+            "scheduled_seats": seats,
+            "effective_at": instant_text(effective_at(period_end)),
+            "replaced_seats": replaced,
+        },
+    )
+
+
+async def drop_scheduled_change(
+    session: AsyncSession, plan: Plan, *, now: datetime, actor: str, reason: str
+) -> bool:
+    """Cancel the locked plan's scheduled decrease, if any, with ``seats.decrease_canceled``
+    saying why (``canceled``, ``purchase``, ``removed``, ``plan_canceled``)."""
+    if plan.scheduled_seats is None or plan.scheduled_for is None:
+        return False
+    await _canceled(
+        session,
+        plan.account_id,
+        plan.seats,
+        plan.scheduled_seats,
+        plan.scheduled_for,
+        now=now,
+        actor=actor,
+        reason=reason,
+    )
+    plan.scheduled_seats = plan.scheduled_for = None
+    plan.updated_at = now
+    return True
+
+
+async def cancel_scheduled_change(
+    session: AsyncSession,
+    account_id: str,
+    seats: int,
+    scheduled_seats: int,
+    scheduled_for: date,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str,
+) -> None:
+    """``drop_scheduled_change`` for a caller that holds the plan's lock and read its schedule
+    but has no ORM row of it (a purchase's settlement); ``seats`` is the plan's total after
+    that caller's change."""
+    await session.execute(
+        update(_PLAN)
+        .where(_PLAN.c.account_id == account_id)
+        .values(scheduled_seats=None, scheduled_for=None, updated_at=now)
+    )
+    await _canceled(
+        session,
+        account_id,
+        seats,
+        scheduled_seats,
+        scheduled_for,
+        now=now,
+        actor=actor,
+        reason=reason,
+    )
+
+
+async def _canceled(
+    session: AsyncSession,
+    account_id: str,
+    seats: int,
+    scheduled_seats: int,
+    scheduled_for: date,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str,
+) -> None:
+    await ledger.add_event(
+        session,
+        account_id=account_id,
+        type="seats.decrease_canceled",
+        actor=actor,
+        at=now,
+        data={
+            "seats": seats,
+            "scheduled_seats": scheduled_seats,
+            "effective_at": instant_text(effective_at(scheduled_for)),
+            "reason": reason,
+        },
+    )
+
+
+async def apply_scheduled_change(
+    session: AsyncSession, plan: Plan, *, now: datetime, actor: str
+) -> bool:
+    """Record on the locked plan the decrease that took effect at its period's end (R15):
+    its total becomes the scheduled one, with ``seats.decreased``. The caller judged it due
+    (``rules.decrease_due``)."""
+    if plan.scheduled_seats is None or plan.scheduled_for is None:
+        return False
+    before = plan.seats
+    plan.seats = plan.scheduled_seats
+    at = effective_at(plan.scheduled_for)
+    plan.scheduled_seats = plan.scheduled_for = None
+    plan.updated_at = now
+    await ledger.add_event(
+        session,
+        account_id=plan.account_id,
+        type="seats.decreased",
+        actor=actor,
+        at=now,
+        data={"seats_before": before, "seats_after": plan.seats, "effective_at": instant_text(at)},
+    )
+    return True

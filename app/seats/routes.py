@@ -12,12 +12,15 @@ from app.billing.pricing import MAX_SEATS
 from app.deps import (
     AccountIdPath,
     CallerApartDep,
+    CallerDep,
     ClockDep,
     DbDep,
+    NowDep,
     OnceDep,
     ReplicaCallerDep,
     ReplicaNowDep,
     ReplicaSessionDep,
+    SessionDep,
     SettingsDep,
     UserIdPath,
 )
@@ -26,6 +29,8 @@ from app.errors import (
     AmountOutOfRange,
     NoActivePlan,
     NoEmptySeat,
+    NoPaidPeriod,
+    NoScheduledChange,
     NotADecrease,
     NotAdmin,
     NotAnAgent,
@@ -33,6 +38,7 @@ from app.errors import (
     PurchaseInProgress,
     RenewalDue,
     SeatsAssigned,
+    SeatsScheduledForRemoval,
     TrialAlreadyUsed,
     UnsupportedCurrency,
     UserNotFound,
@@ -46,10 +52,12 @@ from app.seats.schemas import (
     AccountUser,
     AgentCheck,
     AgentOut,
+    Effective,
     PlanSummary,
+    QuoteIn,
     QuoteOut,
     QuotePreview,
-    SeatsIn,
+    RemovalIn,
 )
 
 router = APIRouter(
@@ -96,20 +104,42 @@ SeatsQuery = Annotated[
 ]
 
 
+EffectiveQuery = Annotated[
+    Effective,
+    Query(description="For a decrease: at once (`now`) or at the paid period's end (R15)."),
+]
+
+
 @router.get("/quote-preview", response_model=QuotePreview)
-@declare(*USER, NotAdmin, RenewalDue, UnsupportedCurrency, AmountOutOfRange)
+@declare(
+    *USER, NotAdmin, RenewalDue, NoPaidPeriod, NotADecrease, UnsupportedCurrency, AmountOutOfRange
+)
 async def preview_quote(
-    seats: SeatsQuery, caller: CallerApartDep, db: DbDep, clock: ClockDep, settings: SettingsDep
+    seats: SeatsQuery,
+    caller: CallerApartDep,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    effective: EffectiveQuery = Effective.NOW,
 ) -> QuotePreview:
     """A quote's body for a total, computed and not stored (R8): what a slider asks as it
     moves. Admins, the primary admin and services."""
-    return await service.preview_quote(db, clock, caller, seats, settings)
+    return await service.preview_quote(db, clock, caller, seats, settings, effective)
 
 
 @router.post("/quotes", status_code=201, response_model=QuoteOut)
-@declare(*USER, NotAdmin, RenewalDue, UnsupportedCurrency, AmountOutOfRange, key=Key.OPTIONAL)
+@declare(
+    *USER,
+    NotAdmin,
+    RenewalDue,
+    NoPaidPeriod,
+    NotADecrease,
+    UnsupportedCurrency,
+    AmountOutOfRange,
+    key=Key.OPTIONAL,
+)
 async def create_quote(
-    body: SeatsIn,
+    body: QuoteIn,
     caller: CallerApartDep,
     once: OnceDep,
     settings: SettingsDep,
@@ -118,7 +148,8 @@ async def create_quote(
     # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_admin()
     return await once.run(
-        201, lambda s, now: service.create_quote(s, caller, body.seats, now, settings)
+        201,
+        lambda s, now: service.create_quote(s, caller, body.seats, now, settings, body.effective),
     )
 
 
@@ -131,20 +162,35 @@ async def create_quote(
     NotADecrease,
     SeatsAssigned,
     UnsupportedCurrency,
+    NoPaidPeriod,
+    RenewalDue,
     key=Key.OPTIONAL,
 )
 async def remove_seats(
-    body: SeatsIn,
+    body: RemovalIn,
     caller: CallerApartDep,
     once: OnceDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    """Lower the total at once (R7); only empty seats can go (R4). No refund."""
+    """Lower the total at once (R7), or schedule it for the end of the paid period with
+    `"effective": "period_end"` (R15: the seats stay usable until then, the next renewal
+    invoices the new total). Only empty seats can go (R4). No refund."""
     # Checked before the key is claimed too, so that a refused caller writes nothing.
     caller.require_primary_admin()
     return await once.run(
-        200, lambda s, now: service.remove_seats(s, caller, body.seats, now, settings)
+        200,
+        lambda s, now: service.remove_seats(s, caller, body.seats, now, settings, body.effective),
     )
+
+
+@router.delete("/scheduled-change", status_code=204)
+@declare(*USER, NotPrimaryAdmin, NoScheduledChange)
+async def cancel_scheduled_change(caller: CallerDep, session: SessionDep, now: NowDep) -> Response:
+    """Cancel the decrease scheduled for the end of the paid period (R15). Primary admin
+    only (R1). `404 no_scheduled_change` when none is scheduled, including one that has
+    already taken effect: a retried request whose first answer was lost reads the summary."""
+    await service.cancel_scheduled_change(session, caller, now)
+    return Response(status_code=204)
 
 
 @router.get("/agents", response_model=Page[AgentOut])
@@ -212,7 +258,7 @@ router.add_api_route(
     response_model=AgentOut,
     responses={200: {"description": "Already an agent", "model": AgentOut}},
 )
-@declare(*USER, NotAdmin, UserNotFound, NoActivePlan, NoEmptySeat)
+@declare(*USER, NotAdmin, UserNotFound, NoActivePlan, NoEmptySeat, SeatsScheduledForRemoval)
 async def assign_agent(
     account_id: AccountIdPath,
     user_id: UserIdPath,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,29 @@ class SeatsIn(BaseModel):
 
     seats: int = Field(
         ge=0, le=MAX_SEATS, strict=True, description="The new seat total.", examples=[25]
+    )
+
+
+class Effective(StrEnum):
+    """When a lower total takes effect (R15): at once (R7), or at the end of the paid period."""
+
+    NOW = "now"
+    PERIOD_END = "period_end"
+
+
+class RemovalIn(SeatsIn):
+    effective: Effective = Field(
+        default=Effective.NOW,
+        description="`now` (the default) lowers the total at once (R7); `period_end` schedules "
+        "it for the end of the paid period (R15): the seats are kept and usable until then, "
+        "and the next renewal invoices the new total.",
+    )
+
+
+class QuoteIn(SeatsIn):
+    effective: Effective = Field(
+        default=Effective.NOW,
+        description="For a decrease: priced as a removal now or at the period's end (R15).",
     )
 
 
@@ -42,6 +66,17 @@ class TrialOut(BaseModel):
 class PeriodOut(BaseModel):
     start: date
     end: date
+
+
+class ScheduledChange(BaseModel):
+    """A decrease scheduled for the end of the paid period (R15): cancel it with
+    ``DELETE .../scheduled-change``."""
+
+    seats: int = Field(description="The total from `effective_at` on.", examples=[10])
+    effective_at: datetime = Field(
+        description="The end of the paid period: the total becomes `seats` at this instant, "
+        "and the renewal that starts then invoices `seats`."
+    )
 
 
 class OutstandingInvoice(BaseModel):
@@ -144,6 +179,11 @@ class PlanSummary(BaseModel):
     alerts: list[Alert] = Field(
         description="The facts of R16 in force now, for banners (empty: none).",
     )
+    scheduled_change: ScheduledChange | None = Field(
+        default=None,
+        description="A decrease scheduled for the end of the paid period (R15), or null; "
+        "until then assignments beyond its total are refused.",
+    )
 
 
 class ProrationOut(BaseModel):
@@ -168,6 +208,24 @@ class QuotePreview(BaseModel):
     proration: ProrationOut
     allowed: bool = Field(description="False when the total is below the assigned seats (R4).")
     assigned: int
+    effective: Effective = Field(
+        default=Effective.NOW,
+        description="When the total takes effect: `now` (purchases and removals now), or "
+        "`period_end` for a decrease scheduled for the end of the paid period (R15).",
+    )
+    effective_at: datetime | None = Field(
+        default=None,
+        description="The instant the total takes effect: now, or the end of the paid period. "
+        "Until then the current total stays (and is what is paid for).",
+    )
+    next_renewal_at: datetime | None = Field(
+        default=None, description="When the next renewal is invoiced with this total."
+    )
+    next_renewal_total: int | None = Field(
+        default=None,
+        description="What that renewal will invoice for this total, in minor units (R9, R12: "
+        "a bridge renewal after a change of cycle or anchor bills only its days).",
+    )
 
 
 class QuoteOut(QuotePreview):

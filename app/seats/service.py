@@ -1,4 +1,5 @@
-"""The seat lifecycle: trial, quotes, removals and agents (SPEC R1-R5, R7, R8, R10, R11).
+"""The seat lifecycle: trial, quotes, removals, scheduled decreases and agents (SPEC R1-R5,
+R7, R8, R10, R11, R15).
 
 Each function opens with its guard clauses, locks the plan row before it reads a rule's
 inputs, and only flushes: the caller's transaction commits. Purchases, which must commit
@@ -12,8 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Caller, Principal, caller_of, check_account_scope
-from app.billing.periods import BillingCycle, Period
-from app.billing.pricing import PriceChange, cycle_total, price_change
+from app.billing.periods import BillingCycle, Period, renewal_after
+from app.billing.pricing import PriceChange, cycle_total, price_change, renewal_amount
 from app.clock import Clock
 from app.collection.policy import dunning_ends_at
 from app.config import Settings
@@ -39,6 +40,7 @@ from app.seats.schemas import (
     AgentOut,
     Alert,
     CallerOut,
+    Effective,
     OutstandingInvoice,
     PeriodOut,
     PersonOut,
@@ -46,6 +48,7 @@ from app.seats.schemas import (
     ProrationOut,
     QuoteOut,
     QuotePreview,
+    ScheduledChange,
     TrialOut,
 )
 from app.seats.status import PlanStatus
@@ -66,6 +69,8 @@ def plan_state(plan: Plan | repository.LockedPlan) -> rules.PlanState:
         period=period,
         cycle=plan.billing_cycle,
         trial_ends_at=plan.trial_ends_at,
+        scheduled_seats=plan.scheduled_seats,
+        scheduled_for=plan.scheduled_for,
     )
 
 
@@ -110,6 +115,12 @@ def summarize(
             unit_price=price,
         )
     facts = alerts.alerts(state, now, settings.alert_thresholds, renewal)
+    when = state.scheduled_at
+    scheduled = (
+        ScheduledChange(seats=state.scheduled_seats, effective_at=when)
+        if state.scheduled_seats is not None and when is not None
+        else None
+    )
     return PlanSummary(
         status=state.status,
         seats=state.seats,
@@ -126,6 +137,7 @@ def summarize(
         outstanding_invoice=outstanding,
         trial_seats=settings.trial_seats,
         alerts=[Alert(type=f.type, threshold=f.threshold, at=f.at, amount=f.amount) for f in facts],
+        scheduled_change=scheduled,
     )
 
 
@@ -247,11 +259,27 @@ async def start_trial(
 
 
 def price_quote(
-    plan: Plan, account: Account, seats: int, now: datetime, settings: Settings
+    plan: Plan,
+    account: Account,
+    seats: int,
+    now: datetime,
+    settings: Settings,
+    effective: Effective = Effective.NOW,
 ) -> QuotePreview:
-    """R8: what a move to ``seats`` costs at ``now``; the one pricing of quotes and previews."""
+    """R8: what a move to ``seats`` costs at ``now``; the one pricing of quotes and previews.
+
+    It also says when the total takes effect and what the next renewal will invoice for it:
+    for a decrease scheduled for the period's end (R15) nothing changes now, and the renewal
+    at that end bills the new total."""
     state = plan_state(plan).at(now)
     change = price_purchase(state, account, seats, now.date(), settings)
+    takes_effect = now
+    if effective is Effective.PERIOD_END:
+        takes_effect = rules.quoted_decrease_at(state, seats)
+    # The renewal that follows the priced period, in the account's schedule of now (R12).
+    priced = Period(change.proration.period_start, change.proration.period_end)
+    cycle = BillingCycle(account.billing_cycle)
+    renewal = renewal_after(account.billing_anchor, cycle, priced)
     return QuotePreview(
         current_seats=state.seats,
         seats=seats,
@@ -270,11 +298,20 @@ def price_quote(
         ),
         allowed=rules.check_decrease_allowed(state, seats),
         assigned=plan.assigned,
+        effective=effective,
+        effective_at=takes_effect,
+        next_renewal_at=rules.effective_at(priced.end),
+        next_renewal_total=renewal_amount(seats, change.unit_price, cycle, renewal),
     )
 
 
 async def preview_quote(
-    db: Database, clock: Clock, caller: Caller, seats: int, settings: Settings
+    db: Database,
+    clock: Clock,
+    caller: Caller,
+    seats: int,
+    settings: Settings,
+    effective: Effective = Effective.NOW,
 ) -> QuotePreview:
     """R8 for a slider: the quote's body for ``seats``, computed and not stored.
 
@@ -284,16 +321,21 @@ async def preview_quote(
     async with db.read() as session:
         now = await clock.now(session)
         plan, account = await load(session, caller.account_id, lock=False)
-    return price_quote(plan, account, seats, now, settings)
+    return price_quote(plan, account, seats, now, settings, effective)
 
 
 async def create_quote(
-    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+    session: AsyncSession,
+    caller: Caller,
+    seats: int,
+    now: datetime,
+    settings: Settings,
+    effective: Effective = Effective.NOW,
 ) -> QuoteOut:
     """R8: price a new total. Stores the quote (so a purchase can confirm it) and nothing else."""
     caller.require_admin()
     plan, account = await load(session, caller.account_id, lock=False)
-    priced = price_quote(plan, account, seats, now, settings)
+    priced = price_quote(plan, account, seats, now, settings, effective)
     quote = Quote(
         id=new_id("quo"),
         account_id=caller.account_id,
@@ -318,13 +360,34 @@ async def create_quote(
 
 
 async def remove_seats(
-    session: AsyncSession, caller: Caller, seats: int, now: datetime, settings: Settings
+    session: AsyncSession,
+    caller: Caller,
+    seats: int,
+    now: datetime,
+    settings: Settings,
+    effective: Effective = Effective.NOW,
 ) -> PlanSummary:
-    """R4, R7: lower the total at once; only empty seats go, and nothing is refunded."""
+    """R4, R7: lower the total at once; only empty seats go, and nothing is refunded.
+    R15: or schedule it for the end of the paid period (``effective``)."""
     plan, account, caller = await load_as(session, caller)
     caller.require_primary_admin()
-    state = plan_state(plan).at(now)
-    rules.check_removal(state, seats)
+    state = plan_state(plan)
+    if rules.decrease_due(state, now):
+        # Past its instant, a scheduled decrease is the total: recorded before anything else.
+        await repository.apply_scheduled_change(session, plan, now=now, actor=caller.actor)
+        state = plan_state(plan)
+    if effective is Effective.PERIOD_END:
+        period_end = rules.check_schedule_decrease(state, seats, now.date())
+        await repository.schedule_decrease(
+            session, plan, seats, period_end, now=now, actor=caller.actor
+        )
+        return await summary(session, plan, account, settings, now, caller)
+    rules.check_removal(state.at(now), seats)
+    if not rules.schedule_survives_removal(state, seats):
+        await repository.drop_scheduled_change(
+            session, plan, now=now, actor=caller.actor, reason="removed"
+        )
+    state = state.at(now)
     before = plan.seats
     plan.seats = seats
     touch(plan, now)
@@ -340,6 +403,17 @@ async def remove_seats(
     after = alerts.Usage(plan.assigned, seats)
     await note_thresholds(session, caller, now, settings, alerts.usage(state), after)
     return await summary(session, plan, account, settings, now, caller)
+
+
+async def cancel_scheduled_change(session: AsyncSession, caller: Caller, now: datetime) -> None:
+    """R15: cancel the scheduled decrease (primary admin). Refused when none is scheduled,
+    which includes one whose instant has passed: it has taken effect and cannot be undone."""
+    plan, _, caller = await load_as(session, caller)
+    caller.require_primary_admin()
+    rules.check_cancel_schedule(plan_state(plan).at(now))
+    await repository.drop_scheduled_change(
+        session, plan, now=now, actor=caller.actor, reason="canceled"
+    )
 
 
 async def lock_plan_as(

@@ -2,7 +2,7 @@
 each, however many runs overlap, by a row whose primary key a second run's insert hits.
 
 Revision ID: 0011_reminders
-Revises: 0009_invoice_numbers
+Revises: 0010_scheduled_change
 Create Date: 2026-12-07
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_reminders"
-down_revision: str | None = "0009_invoice_numbers"
+down_revision: str | None = "0010_scheduled_change"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -148,7 +148,7 @@ def test_the_seed_flow_through_the_generated_python_client(
     assert r.status_code == 403 and r.parsed.code.value == "not_admin"
 
     # quote, then purchase with its key, then the replay
-    r = f.call("seats", "create_quote", "acme", body=m.SeatsRequest(seats=25))
+    r = f.call("seats", "create_quote", "acme", body=m.QuoteRequest(seats=25))
     quote = r.parsed
     assert r.status_code == 201 and isinstance(quote, m.Quote)
     assert quote.seats == 25 and quote.allowed
@@ -168,14 +168,25 @@ def test_the_seed_flow_through_the_generated_python_client(
     assert again.headers["X-Request-ID"] != first.headers["X-Request-ID"]
 
     # a refused removal says how many are assigned, typed; then a removal
-    r = f.call("seats", "remove_seats", "acme", body=m.SeatsRequest(seats=1))
+    r = f.call("seats", "remove_seats", "acme", body=m.RemovalRequest(seats=1))
     assert r.status_code == 409
     assert isinstance(r.parsed, m.RemoveSeatsConflictProblem)
     assert r.parsed.code == m.RemoveSeatsConflictProblemCode.SEATS_ASSIGNED
     assert r.parsed.assigned == 2
     assert "unassign 1 agent first" in r.parsed.detail
-    r = f.call("seats", "remove_seats", "acme", body=m.SeatsRequest(seats=10))
+    r = f.call("seats", "remove_seats", "acme", body=m.RemovalRequest(seats=10))
     assert r.status_code == 200 and r.parsed.seats == 10 and r.parsed.available == 8
+
+    # R15: a decrease for the period's end, shown in the summary, then canceled
+    body = m.RemovalRequest(seats=5, effective=m.Effective.PERIOD_END)
+    r = f.call("seats", "remove_seats", "acme", body=body)
+    assert r.status_code == 200 and r.parsed.seats == 10
+    assert isinstance(r.parsed.scheduled_change, m.ScheduledChange)
+    assert r.parsed.scheduled_change.seats == 5 and r.parsed.available == 3
+    r = f.call("seats", "cancel_scheduled_change", "acme")
+    assert r.status_code == 204
+    r = f.call("seats", "cancel_scheduled_change", "acme")
+    assert r.status_code == 404 and r.parsed.code.value == "no_scheduled_change"
 
     # invoices and events, as an admin
     r = f.call("ledger", "list_invoices", "acme", as_="bob")

@@ -1,5 +1,5 @@
-"""An independent model of SPEC §3 and R12 (with R3, R4, R6, R7, R9, R10 around them), for the
-scenario tests to check the service against.
+"""An independent model of SPEC §3, R12 and R15 (with R3, R4, R6, R7, R9, R10 around them), for
+the scenario tests to check the service against.
 
 It imports nothing from ``app``: the period arithmetic and the rounding are written again here,
 from the SPEC's words, so a defect in the service's own pricing code cannot hide in both. It is
@@ -110,6 +110,8 @@ class AccountModel:
     # The plan's own period and the cycle it was billed under (R12); None until a purchase.
     period: Period | None = None
     plan_cycle: str | None = None
+    # R15: a lower total scheduled for the end of ``period``, or None.
+    scheduled: int | None = None
     invoices: list[ExpectedInvoice] = field(default_factory=list)
 
     # --- settings -----------------------------------------------------------------------------
@@ -173,10 +175,12 @@ class AccountModel:
         if not self.paid:
             self.period, self.plan_cycle = period, self.cycle
         self.status, self.seats = "active", seats
+        self.scheduled = None  # R15: the admin wants more seats, not fewer
         return None
 
     def remove(self, seats: int) -> str | None:
-        """R4, R7: lower the total; no money moves."""
+        """R4, R7: lower the total; no money moves. A scheduled decrease that would no longer
+        lower it is dropped."""
         if not self.paid:
             return "no_active_plan"
         if seats >= self.seats:
@@ -184,7 +188,42 @@ class AccountModel:
         if seats < len(self.assigned):
             return "seats_assigned"
         self.seats = seats
+        if self.scheduled is not None and self.scheduled >= seats:
+            self.scheduled = None
         return None
+
+    def schedule(self, seats: int, today: date) -> str | None:
+        """R15: lower the total to ``seats`` at the end of the paid period (one at a time)."""
+        if not self.paid or self.period is None:
+            return "no_paid_period"
+        if not self.period.start <= today < self.period.end:
+            return "renewal_due"
+        if seats >= self.seats:
+            return "not_a_decrease"
+        if seats < len(self.assigned):
+            return "seats_assigned"
+        self.scheduled = seats
+        return None
+
+    def cancel_schedule(self) -> str | None:
+        """R15: ``DELETE /scheduled-change``."""
+        if self.scheduled is None:
+            return "no_scheduled_change"
+        self.scheduled = None
+        return None
+
+    def next_renewal_total(self, seats: int, today: date) -> int:
+        """What the renewal after the period a purchase today is priced over bills for
+        ``seats``, in the account's schedule of today (R12)."""
+        period, _, _ = self.pricing(today)
+        return self.renewal_total(seats, period.end)[0]
+
+    def renewal_total(self, seats: int, old_end: date) -> tuple[int, Period]:
+        new = period_containing(self.anchor, self.cycle, old_end)
+        months = MONTHS_IN_CYCLE[self.cycle]
+        if new.start == old_end:
+            return seats * self.price * months, new
+        return prorated(seats, self.price, months, (new.end - old_end).days, new.days), new
 
     def assign(self, user_id: str) -> str | None:
         """R5 (assigning an agent again is a no-op success)."""
@@ -194,6 +233,8 @@ class AccountModel:
             return None
         if len(self.assigned) >= self.seats:
             return "no_empty_seat"
+        if self.scheduled is not None and len(self.assigned) >= self.scheduled:
+            return "seats_scheduled_for_removal"
         self.assigned.add(user_id)
         return None
 
@@ -227,21 +268,26 @@ class AccountModel:
         end ``E``; a whole one when ``E`` starts it, otherwise a bridge prorated from ``E``."""
         assert self.period is not None
         old_end = self.period.end
-        new = period_containing(self.anchor, self.cycle, old_end)
-        months = MONTHS_IN_CYCLE[self.cycle]
-        if new.start == old_end:
-            total = self.seats * self.price * months
-        else:
-            total = prorated(self.seats, self.price, months, (new.end - old_end).days, new.days)
+        if self.scheduled is not None:  # R15: the decrease took effect at this end
+            self.seats, self.scheduled = self.scheduled, None
+        total, new = self.renewal_total(self.seats, old_end)
         if self.seats:
             self.invoices.append(ExpectedInvoice("renewal", total, self.seats, old_end, new.end))
         self.period, self.plan_cycle = new, self.cycle
 
     def summary(self) -> dict[str, object]:
         """The fields of the plan summary the model predicts."""
+        scheduled = None
+        if self.scheduled is not None and self.period is not None:
+            end = datetime.combine(self.period.end, time(), UTC)
+            scheduled = {
+                "seats": self.scheduled,
+                "effective_at": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
         return {
             "status": self.status,
             "seats": self.seats,
             "assigned": len(self.assigned),
             "current_period": self.period.as_json() if self.paid and self.period else None,
+            "scheduled_change": scheduled,
         }

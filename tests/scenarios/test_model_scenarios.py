@@ -1,7 +1,8 @@
-"""The service against an independent model of SPEC §3 and R12, through the HTTP API only.
+"""The service against an independent model of SPEC §3, R12 and R15, through the HTTP API only.
 
 Randomized year-long scenarios (seeded, so a failure replays exactly) mix trials, purchases
-(some confirmed by a quote, some replayed with their ``Idempotency-Key``), removals, agents and
+(some confirmed by a quote, some replayed with their ``Idempotency-Key``), removals, decreases
+scheduled for the period's end (replaced, canceled, or canceled by a purchase), agents and
 changes of the account's billing cycle and anchor, while the test clock moves on. The billing run
 runs at every boundary the model knows of (trial end, the plan's period end), on random days, and
 sometimes only after several periods were missed. After every step, every invoice of the ledger
@@ -89,7 +90,8 @@ class Scenario:
             extra = [k for k in actual if k not in expected]
             self.expect(False, f"ledger differs: model has {missing}, service has {extra}")
         summary = await self.api.summary(ACCOUNT, OWNER)
-        shown = {k: summary[k] for k in ("status", "seats", "assigned", "current_period")}
+        fields = ("status", "seats", "assigned", "current_period", "scheduled_change")
+        shown = {k: summary[k] for k in fields}
         self.expect(shown == self.model.summary(), f"summary {shown} != {self.model.summary()}")
 
     # --- time -----------------------------------------------------------------------------------
@@ -151,8 +153,10 @@ class Scenario:
                 want.period.end.isoformat(),
                 want.days_remaining,
             )
-            and got["days_in_period"] == want.period.days,
-            f"quote for {seats}: service {body['due_now']} {got}, model {want}",
+            and got["days_in_period"] == want.period.days
+            and body["next_renewal_total"] == self.model.next_renewal_total(seats, today),
+            f"quote for {seats}: service {body['due_now']} {got} "
+            f"next renewal {body['next_renewal_total']}, model {want}",
         )
         return body
 
@@ -196,6 +200,42 @@ class Scenario:
         else:
             self.expect(r.status_code == 200, r.text)
 
+    async def schedule_decrease(self) -> None:
+        """R15: a lower total for the period's end, sometimes quoted first."""
+        seats = self.rng.randint(0, self.model.seats) if self.model.seats else 0
+        if self.rng.random() < 0.3 and self.model.paid and seats < self.model.seats:
+            body = await self.quote_decrease(seats)
+            self.expect(body["due_now"] == 0, f"a decrease charges nothing now: {body}")
+        code = self.model.schedule(seats, self.now.date())
+        self.note(f"schedule {seats} at period end -> {code or 'ok'}")
+        body = {"seats": seats, "effective": "period_end"}
+        r = await self.api.call("POST", ACCOUNT, "/removals", user=OWNER, json=body)
+        if code:
+            problem(r, 409, code)
+        else:
+            self.expect(r.status_code == 200, r.text)
+
+    async def quote_decrease(self, seats: int) -> dict[str, Any]:
+        path = f"/quote-preview?seats={seats}&effective=period_end"
+        r = await self.api.call("GET", ACCOUNT, path, user=OWNER)
+        self.expect(r.status_code == 200, r.text)
+        body: dict[str, Any] = r.json()
+        want = self.model.next_renewal_total(seats, self.now.date())
+        self.expect(
+            body["next_renewal_total"] == want,
+            f"decrease to {seats}: next renewal {body['next_renewal_total']}, model {want}",
+        )
+        return body
+
+    async def cancel_schedule(self) -> None:
+        code = self.model.cancel_schedule()
+        self.note(f"cancel schedule -> {code or 'ok'}")
+        r = await self.api.call("DELETE", ACCOUNT, "/scheduled-change", user=OWNER)
+        if code:
+            problem(r, 404, code)
+        else:
+            self.expect(r.status_code == 204, r.text)
+
     async def toggle_agent(self) -> None:
         user_id = self.rng.choice(USERS)
         if user_id in self.model.assigned and self.rng.random() < 0.6:
@@ -219,6 +259,8 @@ class Scenario:
         actions: list[tuple[float, Any]] = [
             (3.0, self.buy),
             (2.0 if model.paid else 0.2, self.remove),
+            (1.5 if model.paid else 0.1, self.schedule_decrease),
+            (0.8 if model.scheduled is not None else 0.1, self.cancel_schedule),
             (1.5, self.change_settings),
             (1.2, self.toggle_agent),
             (2.0 if model.status == "none" else 0.1, self.start_trial),

@@ -10,6 +10,10 @@ import pytest
 from tests.conftest import NOW, Api, problem
 
 QUOTE_FIELDS = {
+    "effective",
+    "effective_at",
+    "next_renewal_at",
+    "next_renewal_total",
     "id",
     "expires_at",
     "current_seats",
@@ -75,6 +79,10 @@ async def test_r8_quote_spec_example(api: Api) -> None:
         },
         "allowed": True,
         "assigned": 0,
+        "effective": "now",
+        "effective_at": "2026-11-21T12:00:00Z",
+        "next_renewal_at": "2026-12-01T00:00:00Z",
+        "next_renewal_total": 5 * 1900,
     }
 
 
@@ -82,7 +90,8 @@ async def test_r8_quote_fields_complete(api: Api) -> None:
     body = await quote(api, 5)
     assert set(body) == QUOTE_FIELDS
     assert set(body["proration"]) == PRORATION_FIELDS
-    for field in QUOTE_FIELDS - {"id", "expires_at", "currency", "billing_cycle", "proration"}:
+    times = {"id", "expires_at", "effective", "effective_at", "next_renewal_at"}
+    for field in QUOTE_FIELDS - {*times, "currency", "billing_cycle", "proration"}:
         if field != "allowed":
             assert type(body[field]) is int, field  # money and counts are integers
 

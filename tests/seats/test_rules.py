@@ -29,6 +29,7 @@ from app.seats.rules import (
     check_purchase,
     check_removal,
     pricing_schedule,
+    seats_at_next_renewal,
     start_trial,
 )
 from app.seats.status import PlanStatus
@@ -286,3 +287,33 @@ def test_renewal_due_when_the_paid_period_ended(status: PlanStatus, today: date)
         pricing_schedule(
             plan(status, 5), anchor=date(2026, 11, 1), cycle=BillingCycle.MONTHLY, today=today
         )
+
+
+# --- R15: scheduled decreases, pure -----------------------------------------------------------
+
+_PAID = PlanState(
+    status=PlanStatus.ACTIVE,
+    seats=25,
+    assigned=3,
+    trial_used=False,
+    period=Period(date(2026, 11, 1), date(2026, 12, 1)),
+    cycle=BillingCycle.MONTHLY,
+)
+_END = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_r15_seats_at_next_renewal_is_the_scheduled_total_or_the_current_one() -> None:
+    assert seats_at_next_renewal(_PAID) == 25
+    scheduled = replace(_PAID, scheduled_seats=10, scheduled_for=date(2026, 12, 1))
+    assert seats_at_next_renewal(scheduled) == 10
+
+
+def test_r15_the_plans_seats_become_n_at_the_periods_end_exactly() -> None:
+    scheduled = replace(_PAID, scheduled_seats=10, scheduled_for=date(2026, 12, 1))
+    before = scheduled.at(_END - timedelta(microseconds=1))
+    assert (before.seats, before.scheduled_seats, before.available) == (25, 10, 7)
+    after = scheduled.at(_END)
+    assert (after.seats, after.scheduled_seats, after.available) == (10, None, 7)
+    # A purchase waiting for its payment holds it: it may still cancel the decrease.
+    held = replace(scheduled, pending_seats=30).at(_END)
+    assert (held.seats, held.scheduled_seats) == (25, 10)
