@@ -1,8 +1,9 @@
 """The seat lifecycle: trial, quotes, removals and agents (SPEC R1-R5, R7, R8, R10, R11).
 
 Each function opens with its guard clauses, locks the plan row before it reads a rule's
-inputs, and only flushes: the caller's transaction commits. Purchases, which must commit
-before they charge, live in ``purchase.py``.
+inputs (``app.plan.repository``), asks the rules (``rules``) and the plan's transitions
+(``app.plan.transitions``), and only flushes: the caller's transaction commits. Purchases,
+which must commit before they charge, live in ``app.purchases``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Caller, Principal, caller_of, check_account_scope
-from app.billing.periods import BillingCycle, Period
+from app.billing.periods import BillingCycle
 from app.billing.pricing import PriceChange, cycle_total, price_change
 from app.clock import Clock
 from app.config import Settings
@@ -23,6 +24,8 @@ from app.errors import Conflict, NotAnAgent, NotFound, UnsupportedCurrency, User
 from app.ids import new_id
 from app.ledger import repository as ledger
 from app.pagination import next_cursor
+from app.plan import repository as plans
+from app.plan import transitions
 from app.seats import repository, rules
 from app.seats.models import Plan, Quote
 from app.seats.schemas import (
@@ -40,12 +43,9 @@ from app.seats.schemas import (
 from app.seats.status import PlanStatus
 
 
-def plan_state(plan: Plan | repository.LockedPlan) -> rules.PlanState:
-    period = (
-        Period(plan.period_start, plan.period_end)
-        if plan.period_start is not None and plan.period_end is not None
-        else None
-    )
+def plan_state(plan: Plan | plans.LockedPlan) -> rules.PlanState:
+    """What the rules need to know of a plan read from the database."""
+    period = transitions.period_of(plan.period_start, plan.period_end)
     return rules.PlanState(
         status=plan.status,
         seats=plan.seats,
@@ -118,7 +118,7 @@ async def summary(
 
 async def load(session: AsyncSession, account_id: str, *, lock: bool) -> tuple[Plan, Account]:
     """The account's plan (locked when ``lock``) and the account, in one statement."""
-    found = await repository.plan_and_account(session, account_id, lock=lock)
+    found = await plans.plan_and_account(session, account_id, lock=lock)
     if found is None:
         raise NotFound("No such account.")
     return found
@@ -128,19 +128,11 @@ async def load_as(session: AsyncSession, caller: Caller) -> tuple[Plan, Account,
     """The account's plan, locked, the account, and the caller with its role read after that
     lock, in one statement (R17): who may act is judged as of the change, not as of the
     request's arrival."""
-    found = await repository.plan_account_and_role(session, caller.account_id, caller.subject)
+    found = await plans.plan_account_and_role(session, caller.account_id, caller.subject)
     if found is None:
         raise NotFound("No such account.")
     plan, account, role = found
     return plan, account, caller.as_of_lock(role)
-
-
-async def lock_plan(session: AsyncSession, account_id: str) -> Plan:
-    """The account's plan, locked; for the changes that do not need the account row."""
-    plan = await repository.lock_plan(session, account_id)
-    if plan is None:
-        raise NotFound("No such account.")
-    return plan
 
 
 def price_purchase(
@@ -161,10 +153,6 @@ def price_purchase(
     )
 
 
-def touch(plan: Plan, now: datetime) -> None:
-    plan.updated_at = now
-
-
 async def get_summary(
     session: AsyncSession, caller: Caller, settings: Settings, now: datetime
 ) -> PlanSummary:
@@ -183,11 +171,7 @@ async def start_trial(
         plan_state(plan), now, seats=settings.trial_seats, days=settings.trial_days
     )
     before = plan.seats
-    plan.status = PlanStatus.TRIALING
-    plan.seats = trial.seats
-    plan.trial_started_at = trial.started_at
-    plan.trial_ends_at = trial.ends_at
-    touch(plan, now)
+    plans.apply(plan, transitions.start_trial(trial), now)
     await ledger.add_event(
         session,
         account_id=caller.account_id,
@@ -278,8 +262,7 @@ async def remove_seats(
     caller.require_primary_admin()
     rules.check_removal(plan_state(plan).at(now), seats)
     before = plan.seats
-    plan.seats = seats
-    touch(plan, now)
+    plans.apply(plan, transitions.lower(seats), now)
     await ledger.add_event(
         session,
         account_id=caller.account_id,
@@ -293,12 +276,12 @@ async def remove_seats(
 
 async def lock_plan_as(
     session: AsyncSession, principal: Principal, account_id: str
-) -> tuple[Caller, repository.LockedPlan]:
+) -> tuple[Caller, plans.LockedPlan]:
     """The caller and the account's plan, locked, in one statement: the seat writes' first
     lock (SPEC §7) and their role lookup. The answers of a separate lookup, in its order:
     404 for another account's path, 403 for a user not in the account, 404 for no account."""
     check_account_scope(principal, account_id)
-    plan = await repository.lock_plan_as(session, account_id, principal.subject)
+    plan = await plans.lock_plan_as(session, account_id, principal.subject)
     role = None if plan is None else plan.caller_role
     caller = caller_of(principal, account_id, account_exists=plan is not None, role=role)
     if plan is None:  # a user's role without a plan: no account is ever left so
