@@ -34,7 +34,7 @@ import httpx
 from app.auth import TokenVerifier
 from app.cli import migrate
 from app.main import create_app
-from app.seats import service
+from app.seats import agents
 from tests.conftest import Api, make_settings, user_token
 
 ACCOUNT, CALLER, TARGET = "acme", "carol", "bob"
@@ -140,14 +140,14 @@ async def main() -> None:
                 out["repository statement"] = await cost(
                     "repository statement (agent_check)",
                     n,
-                    lambda: service.repository.agent_check(
+                    lambda: agents.repository.agent_check(
                         db, ACCOUNT, CALLER, TARGET, stored_clock=False
                     ),
                 )
             out["service"] = await cost(
                 "service.check_agent (+ rules, clock)",
                 n,
-                lambda: service.check_agent(db, clock, cache, principal, ACCOUNT, TARGET),
+                lambda: agents.check_agent(db, clock, cache, principal, ACCOUNT, TARGET),
             )
             out["router"] = await cost(
                 "FastAPI's router alone (its own route)",

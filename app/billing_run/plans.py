@@ -1,4 +1,6 @@
-"""What the billing run does to a plan, under its row lock (SPEC R9, R10, R12).
+"""What the billing run does to a plan, under its row lock (SPEC R9, R10, R12): the events
+of ``app.plan.transitions``, written by ``app.plan.repository``, with their invoices and
+audit events.
 
 Each function re-checks its condition with the plan locked, so a second run, a request, or
 a retry of the same run finds nothing left to do and changes nothing.
@@ -17,23 +19,22 @@ from app.ids import new_id
 from app.ledger import invoices
 from app.ledger import repository as ledger
 from app.ledger.models import Invoice, InvoiceStatus
-from app.seats import repository as seats
-from app.seats import rules
+from app.plan import repository as plan_repo
+from app.plan import transitions
+from app.seats import rules, schedules
 from app.seats.models import Plan
-from app.seats.service import plan_state, touch
-from app.seats.status import PlanStatus
+from app.seats.service import plan_state
 
 SYSTEM = "system:billing"
 
 
 async def expire_trial(session: AsyncSession, plan: Plan, now: datetime) -> bool:
     """R10: an ended trial becomes ``trial_expired`` with 0 seats; assignments are kept."""
-    if plan.status != PlanStatus.TRIALING or plan.trial_ends_at is None or plan.trial_ends_at > now:
+    change = transitions.expire_trial(plan.status, plan.trial_ends_at, now)
+    if change is None:
         return False
     before = plan.seats
-    plan.status = PlanStatus.TRIAL_EXPIRED
-    plan.seats = 0
-    touch(plan, now)
+    plan_repo.apply(plan, change, now)
     await ledger.add_event(
         session,
         account_id=plan.account_id,
@@ -72,15 +73,13 @@ async def invoice_renewal(
         return None
     if rules.decrease_due(plan_state(plan), now):
         # R15: the decrease took effect at this period's end; the renewal bills its total.
-        await seats.apply_scheduled_change(session, plan, now=now, actor=SYSTEM)
+        await schedules.apply_scheduled_change(session, plan, now=now, actor=SYSTEM)
     cycle = BillingCycle(account.billing_cycle)
     renewal = renewal_after(
         account.billing_anchor, cycle, Period(plan.period_start, plan.period_end)
     )
     period, billed = renewal.period, renewal.billed
-    plan.period_start, plan.period_end = period.start, period.end
-    plan.billing_cycle = cycle
-    touch(plan, now)
+    plan_repo.apply(plan, transitions.renew(period, cycle), now)
     data: dict[str, object] = {
         "seats": plan.seats,
         "period_start": period.start,
@@ -132,10 +131,10 @@ async def renewal_not_invoiced(
     currency, an amount the ledger cannot hold, a bug): it is past due, as after a declined
     renewal (R9), so that its agents keep access through the dunning window counted from the
     period's end (``unrenewed_since``) and then lose it. True if it became past due now."""
-    if plan.status != PlanStatus.ACTIVE:
+    change = transitions.go_past_due(plan.status)
+    if change is None:
         return False
-    plan.status = PlanStatus.PAST_DUE
-    touch(plan, now)
+    plan_repo.apply(plan, change, now)
     await ledger.add_event(
         session,
         account_id=plan.account_id,
@@ -169,13 +168,11 @@ async def cancel(
     """R9: dunning ended: the plan is canceled with 0 seats (assignments kept, no access) and
     its outstanding renewals are uncollectible; a later purchase restarts it."""
     # A decrease scheduled for the end of a period the plan no longer has is moot.
-    await seats.drop_scheduled_change(session, plan, now=now, actor=SYSTEM, reason="plan_canceled")
+    await schedules.drop_scheduled_change(
+        session, plan, now=now, actor=SYSTEM, reason="plan_canceled"
+    )
     before = plan.seats
-    plan.status = PlanStatus.CANCELED
-    plan.seats = 0
-    plan.period_start = plan.period_end = None
-    plan.billing_cycle = None
-    touch(plan, now)
+    plan_repo.apply(plan, transitions.cancel(), now)
     for invoice in outstanding:
         invoice.status = InvoiceStatus.UNCOLLECTIBLE
         invoice.failure_reason = "uncollectible: dunning ended"

@@ -12,18 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from sqlalchemy import BindParameter, Select, Table, bindparam, exists, insert, select, update
+from sqlalchemy import BindParameter, Select, Table, bindparam, exists, insert, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.ledger.models import ChargeAttempt, Invoice, InvoiceLine
-from app.seats.models import Plan
+from app.plan import repository as plans
+from app.plan import transitions
 from app.upsert import insert_new
 
 _INVOICE = cast(Table, Invoice.__table__)
 _LINE = cast(Table, InvoiceLine.__table__)
 _ATTEMPT = cast(Table, ChargeAttempt.__table__)
-_PLAN = cast(Table, Plan.__table__)
 
 # The columns each row is written with (the invoice's others start NULL); the line and the
 # attempt take their invoice id from the invoice written, not from a parameter.
@@ -100,12 +100,12 @@ def _pending_pg(*, with_attempt: bool) -> Select[Any]:
         .cte("written_line")
     )
     # The plan is locked by this transaction already (the one lock order: plan first).
-    noted = (
-        update(_PLAN)
-        .where(_PLAN.c.account_id == _I["account_id"], exists(select(written.c.id)))
-        .values(pending_invoice_id=_I["id"], pending_seats=_I["seats"], updated_at=_I["created_at"])
-        .cte("noted_plan")
-    )
+    noted = plans.write_statement(
+        _I["account_id"],
+        transitions.note_purchase(_I["id"], _I["seats"]),
+        _I["created_at"],
+        when=exists(select(written.c.id)),
+    ).cte("noted_plan")
     ctes = [line, noted]
     if with_attempt:
         attempt = (
@@ -162,12 +162,10 @@ async def _add_pending_plain(
         insert(_LINE).values(invoice_id=invoice_id, **{n: line[n] for n in _LINE_COLUMNS})
     )
     await conn.execute(
-        update(_PLAN)
-        .where(_PLAN.c.account_id == invoice["account_id"])
-        .values(
-            pending_invoice_id=invoice_id,
-            pending_seats=invoice["seats"],
-            updated_at=invoice["created_at"],
+        plans.write_statement(
+            invoice["account_id"],
+            transitions.note_purchase(invoice_id, invoice["seats"]),
+            invoice["created_at"],
         )
     )
     if attempt is not None:

@@ -1,4 +1,5 @@
-"""SQL of the collection engine: claims, outcomes and settlement, as Core statements.
+"""SQL of the collection engine: claims, outcomes and settlement, as Core statements (the
+plans it locks and changes go through ``app.plan.repository``).
 
 The engine runs these for every charge of a billing run, so none goes through the ORM's unit
 of work or identity map, and each works on a batch of invoices as readily as on one: a claim
@@ -26,14 +27,11 @@ from app.ledger.models import (
     InvoiceKind,
     InvoiceStatus,
 )
-from app.seats.models import Plan
-from app.seats.status import PlanStatus
 
 # The mapped classes' tables: Core statements on them skip the ORM's per-row bookkeeping.
 _invoice = cast(Table, Invoice.__table__)
 _attempt = cast(Table, ChargeAttempt.__table__)
 _outcome = cast(Table, ChargeOutcome.__table__)
-_plan = cast(Table, Plan.__table__)
 _account = cast(Table, Account.__table__)
 
 
@@ -57,67 +55,6 @@ class InvoiceState:
     created_at: datetime
     paid_at: datetime | None
     charge_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PlanState:
-    """The fields of a locked plan that settling an invoice reads."""
-
-    account_id: str
-    status: PlanStatus
-    seats: int
-    pending_invoice_id: str | None
-    # R15: a decrease scheduled for the period's end, which a paid purchase cancels.
-    scheduled_seats: int | None = None
-    scheduled_for: date | None = None
-
-
-def _for_update(stmt: Any, skip_locked: bool) -> Any:
-    # SQLite compiles FOR UPDATE away: there BEGIN IMMEDIATE has taken the one write lock.
-    return stmt.with_for_update(of=_plan, skip_locked=skip_locked)
-
-
-async def lock_plans_of(
-    session: AsyncSession, invoice_ids: Sequence[str], *, skip_locked: bool
-) -> dict[str, PlanState]:
-    """Lock the plans of these invoices, in account order (the one lock order, and no two
-    batch lockers can deadlock); the plan of each invoice it locked, by invoice id.
-
-    With ``skip_locked`` a plan that another transaction holds is passed over (its invoices
-    are missing from the answer) instead of waited for.
-    """
-    if not invoice_ids:
-        return {}
-    stmt = (
-        select(
-            _invoice.c.id,
-            _plan.c.account_id,
-            _plan.c.status,
-            _plan.c.seats,
-            _plan.c.pending_invoice_id,
-            _plan.c.scheduled_seats,
-            _plan.c.scheduled_for,
-        )
-        .join(_plan, _plan.c.account_id == _invoice.c.account_id)
-        .where(_invoice.c.id.in_(list(invoice_ids)))
-        .order_by(_plan.c.account_id)
-    )
-    rows = (await session.execute(_for_update(stmt, skip_locked))).all()
-    return {row[0]: PlanState(*row[1:]) for row in rows}
-
-
-async def lock_plan(session: AsyncSession, account_id: str) -> PlanState | None:
-    """One plan, locked (``SELECT ... FOR UPDATE``): the first lock on an account."""
-    stmt = select(
-        _plan.c.account_id,
-        _plan.c.status,
-        _plan.c.seats,
-        _plan.c.pending_invoice_id,
-        _plan.c.scheduled_seats,
-        _plan.c.scheduled_for,
-    ).where(_plan.c.account_id == account_id)
-    row = (await session.execute(_for_update(stmt, False))).first()
-    return None if row is None else PlanState(*row)
 
 
 async def invoices_with_attempts(
@@ -217,11 +154,6 @@ async def close_invoice(
         .where(_invoice.c.id == invoice_id, _invoice.c.status == InvoiceStatus.PENDING)
         .values(status=status, failure_reason=reason[:200])
     )
-
-
-async def update_plan(session: AsyncSession, account_id: str, values: dict[str, Any]) -> None:
-    """Change a locked plan."""
-    await session.execute(update(_plan).where(_plan.c.account_id == account_id).values(values))
 
 
 async def has_pending_renewal(session: AsyncSession, account_id: str) -> bool:

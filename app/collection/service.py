@@ -37,7 +37,7 @@ from app.clock import Clock
 from app.collection import opening, settle
 from app.collection import repository as repo
 from app.collection.policy import Mode, RetryPolicy, Send, Wait, next_send
-from app.collection.repository import InvoiceState, PlanState
+from app.collection.repository import InvoiceState
 from app.config import Settings
 from app.db import Database
 from app.errors import NotFound
@@ -54,6 +54,8 @@ from app.payments.gateway import (
     GatewayRejected,
     GatewayUnavailable,
 )
+from app.plan import repository as plan_repo
+from app.plan.repository import SettlingPlan
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +213,7 @@ class Collector:
         skip_locked: bool,
         now: datetime,
     ) -> Claimed:
-        plans = await repo.lock_plans_of(session, invoice_ids, skip_locked=skip_locked)
+        plans = await plan_repo.lock_plans_of(session, invoice_ids, skip_locked=skip_locked)
         # Read after the locks are held: what earlier holders committed is seen.
         found = await repo.invoices_with_attempts(session, list(plans))
         out = Claimed(skipped=[i for i in invoice_ids if i not in plans] if skip_locked else [])
@@ -361,7 +363,7 @@ class Collector:
         async with self.db.transaction() as session:
             now = await self.clock.now(session)
             ids = [claim.invoice.id for claim, _ in answers]
-            plans = await repo.lock_plans_of(session, ids, skip_locked=False)
+            plans = await plan_repo.lock_plans_of(session, ids, skip_locked=False)
             found = await repo.invoices_with_attempts(session, ids)
             await repo.add_outcomes(
                 session,
@@ -402,5 +404,5 @@ class Collector:
             ]
 
 
-def _settlement(plan: PlanState, invoice: InvoiceState, answer: Answer) -> settle.Settlement:
+def _settlement(plan: SettlingPlan, invoice: InvoiceState, answer: Answer) -> settle.Settlement:
     return settle.Settlement(plan, invoice, answer.outcome, answer.reason, answer.charge_id)

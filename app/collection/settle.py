@@ -10,23 +10,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.billing.periods import Period
 from app.collection import repository as repo
-from app.collection.repository import InvoiceState, PlanState
+from app.collection.repository import InvoiceState
 from app.ledger import repository as ledger
 from app.ledger.models import AttemptOutcome, InvoiceKind, InvoiceStatus
-from app.seats import repository as seats
-from app.seats.status import PlanStatus
+from app.plan import repository as plan_repo
+from app.plan import transitions
+from app.plan.repository import SettlingPlan
+from app.seats import schedules
 
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """One pending invoice, its locked plan, and the outcome to settle it by."""
 
-    plan: PlanState
+    plan: SettlingPlan
     invoice: InvoiceState
     outcome: AttemptOutcome
     reason: str | None = None
@@ -43,7 +45,7 @@ async def apply(
         session,
         [{"id": i.invoice.id, "paid_at": now, "charge_id": i.charge_id or None} for i in paid],
     )
-    plans: dict[str, PlanState] = {}
+    plans: dict[str, SettlingPlan] = {}
     settled: list[InvoiceState] = []
     for item in items:
         plan = plans.get(item.plan.account_id, item.plan)
@@ -55,7 +57,7 @@ async def apply(
 
 async def _effect(
     session: AsyncSession, item: Settlement, now: datetime, actor: str
-) -> tuple[InvoiceState, PlanState]:
+) -> tuple[InvoiceState, SettlingPlan]:
     plan, invoice, outcome = item.plan, item.invoice, item.outcome
     if outcome is AttemptOutcome.SUCCEEDED:
         invoice = replace(
@@ -89,33 +91,31 @@ async def _close(
 
 
 async def _change(
-    session: AsyncSession, plan: PlanState, now: datetime, values: dict[str, Any]
-) -> PlanState:
-    await repo.update_plan(session, plan.account_id, {**values, "updated_at": now})
-    kept = {k: v for k, v in values.items() if k in ("status", "seats", "pending_invoice_id")}
+    session: AsyncSession, plan: SettlingPlan, now: datetime, change: transitions.Change
+) -> SettlingPlan:
+    await plan_repo.write(session, plan.account_id, change, now)
+    kept = {
+        k: v for k, v in change.values.items() if k in ("status", "seats", "pending_invoice_id")
+    }
     return replace(plan, **kept)
 
 
 async def _purchase_paid(
-    session: AsyncSession, plan: PlanState, invoice: InvoiceState, now: datetime, actor: str
-) -> PlanState:
+    session: AsyncSession, plan: SettlingPlan, invoice: InvoiceState, now: datetime, actor: str
+) -> SettlingPlan:
     before = plan.seats
-    values: dict[str, Any] = {"seats": invoice.seats}
-    if plan.pending_invoice_id == invoice.id:
-        values |= {"pending_invoice_id": None, "pending_seats": None}
-    if not plan.status.is_paid:
-        # Out of a trial, an expired trial, a canceled plan or nothing: the purchase starts
-        # the paid plan on the period (and cycle) it was priced over.
-        values |= {
-            "period_start": invoice.period_start,
-            "period_end": invoice.period_end,
-            "billing_cycle": invoice.billing_cycle,
-            "status": PlanStatus.ACTIVE,
-        }
-    plan = await _change(session, plan, now, values)
+    change = transitions.purchase_paid(
+        plan.status,
+        plan.pending_invoice_id,
+        invoice.id,
+        invoice.seats,
+        Period(invoice.period_start, invoice.period_end),
+        invoice.billing_cycle,
+    )
+    plan = await _change(session, plan, now, change)
     if plan.scheduled_seats is not None and plan.scheduled_for is not None:
         # R15: the admin wants more seats, not fewer: a purchase cancels a scheduled decrease.
-        await seats.cancel_scheduled_change(
+        await schedules.cancel_scheduled_change(
             session,
             invoice.account_id,
             invoice.seats,
@@ -144,16 +144,14 @@ async def _purchase_paid(
 
 async def _purchase_closed(
     session: AsyncSession,
-    plan: PlanState,
+    plan: SettlingPlan,
     invoice: InvoiceState,
     now: datetime,
     actor: str,
     event: str,
-) -> PlanState:
-    values: dict[str, Any] = {}
-    if plan.pending_invoice_id == invoice.id:
-        values = {"pending_invoice_id": None, "pending_seats": None}
-    plan = await _change(session, plan, now, values)
+) -> SettlingPlan:
+    change = transitions.close_purchase(plan.pending_invoice_id, invoice.id)
+    plan = await _change(session, plan, now, change)
     await ledger.add_event(
         session,
         account_id=invoice.account_id,
@@ -166,13 +164,14 @@ async def _purchase_closed(
 
 
 async def _renewal_paid(
-    session: AsyncSession, plan: PlanState, invoice: InvoiceState, now: datetime, actor: str
-) -> PlanState:
-    if plan.status is not PlanStatus.PAST_DUE:
+    session: AsyncSession, plan: SettlingPlan, invoice: InvoiceState, now: datetime, actor: str
+) -> SettlingPlan:
+    change = transitions.recover(plan.status)
+    if change is None:
         return plan
     if await repo.has_pending_renewal(session, plan.account_id):
         return plan  # still owes an older or newer renewal
-    plan = await _change(session, plan, now, {"status": PlanStatus.ACTIVE})
+    plan = await _change(session, plan, now, change)
     await ledger.add_event(
         session,
         account_id=invoice.account_id,
@@ -186,15 +185,16 @@ async def _renewal_paid(
 
 async def _renewal_declined(
     session: AsyncSession,
-    plan: PlanState,
+    plan: SettlingPlan,
     invoice: InvoiceState,
     reason: str,
     now: datetime,
     actor: str,
-) -> PlanState:
-    if plan.status is not PlanStatus.ACTIVE:
+) -> SettlingPlan:
+    change = transitions.go_past_due(plan.status)
+    if change is None:
         return plan
-    plan = await _change(session, plan, now, {"status": PlanStatus.PAST_DUE})
+    plan = await _change(session, plan, now, change)
     await ledger.add_event(
         session,
         account_id=invoice.account_id,

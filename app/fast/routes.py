@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.auth import ID_PATTERN, TokenVerifier
 from app.errors import AppError
 from app.problems import error_response, is_database_conflict
-from app.seats import service
+from app.seats import agents
 from app.seats.schemas import AgentCheck
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ async def check_agent(
     clock and cache."""
     verifier: TokenVerifier = state.verifier
     principal = verifier.verify(authorization)
-    check: AgentCheck = await service.check_agent(
+    check: AgentCheck = await agents.check_agent(
         state.db, state.clock, state.entitlements, principal, account_id, user_id
     )
     return 200, check.json_bytes()
@@ -115,7 +115,7 @@ async def assign_agent(
     principal = verifier.verify(authorization)
     async with state.db.transaction() as session:
         now = await state.clock.now(session)
-        agent, created = await service.assign(
+        agent, created = await agents.assign(
             session, principal, account_id, user_id, now, state.settings
         )
     return (201 if created else 200), agent.model_dump_json().encode()
@@ -129,7 +129,7 @@ async def unassign_agent(
     principal = verifier.verify(authorization)
     async with state.db.transaction() as session:
         now = await state.clock.now(session)
-        await service.unassign(session, principal, account_id, user_id, now)
+        await agents.unassign(session, principal, account_id, user_id, now)
     return 204, None
 
 

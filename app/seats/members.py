@@ -5,7 +5,7 @@ Seats sit above the directory: the directory knows nothing of plans, so the chan
 involve both are orchestrated here, and take their locks in the one order of the service
 (SPEC §7):
 
-1. the account's **plan** row (``SELECT ... FOR UPDATE``, ``app.seats.repository.lock_plan``),
+1. the account's **plan** row (``SELECT ... FOR UPDATE``, ``app.plan.repository.lock_plan``),
 2. then the **account** row (``FOR NO KEY UPDATE``, ``app.directory.repository.get_account``),
 3. then the rows they change (users, assignments, events, invoices); a seat write also
    share-locks the caller's own user row here, after the plan, to read its role as of the
@@ -28,10 +28,8 @@ from app.directory import service as directory_service
 from app.directory.models import Account, Role
 from app.directory.schemas import AccountIn
 from app.errors import NotFound, PrimaryAdminRequired, UserNotFound
-from app.seats import repository
-from app.seats.models import Plan
-from app.seats.service import release_seat
-from app.seats.status import PlanStatus
+from app.plan import repository as plans
+from app.seats.agents import release_seat
 
 
 async def upsert_account(
@@ -40,21 +38,12 @@ async def upsert_account(
     """Create or update an account (``app.directory``); a new one gets its empty plan."""
     # Plan first (§7): a change of currency then waits for a purchase that holds the plan
     # and is writing its invoice, and sees that invoice (CurrencyLocked).
-    await repository.lock_plan(session, account_id)
+    await plans.lock_plan(session, account_id)
     account, created = await directory_service.upsert_account(
         session, account_id, body, now, settings
     )
     if created:  # no plan row yet either: it references the account
-        session.add(
-            Plan(
-                account_id=account_id,
-                status=PlanStatus.NONE,
-                seats=0,
-                assigned=0,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        session.add(plans.open_new(account_id, now))
         await directory_service.flush_or_conflict(session)
     return account, created
 
@@ -64,7 +53,7 @@ async def remove_user(
 ) -> None:
     """Remove a user from the directory; a seat it held is freed, with an event (R5)."""
     # Plan first, then the account (§7): the order of every seat write.
-    plan = await repository.lock_plan(session, account_id)
+    plan = await plans.lock_plan(session, account_id)
     if plan is None:
         raise NotFound("No such account.")
     # The account's lock serializes directory changes of one account: a concurrent "make this

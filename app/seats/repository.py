@@ -1,13 +1,16 @@
-"""SQL for plans, agents and quotes."""
+"""SQL for agents, quotes, the account's users and the hot agent check.
+
+The plan row itself is loaded, locked and written by ``app.plan.repository``: the seat writes
+here count their agent on it through that module's statement.
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Connection,
     Select,
     String,
@@ -17,128 +20,27 @@ from sqlalchemy import (
     delete,
     exists,
     insert,
-    literal_column,
     select,
     text,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.billing.periods import BillingCycle
 from app.clock import TestClockRow
 from app.db import Database, PreparedRead
 from app.directory.models import Account, Role, User
-from app.ledger import repository as ledger
 from app.ledger.models import Event
 from app.pagination import keyset
+from app.plan import repository as plans
 from app.seats.models import Assignment, Plan, Quote
-from app.seats.rules import effective_at, instant_text
-from app.seats.status import PlanStatus
 from app.sqltypes import UTCDateTime
 from app.webhooks import outbox
 
-
-async def lock_plan(session: AsyncSession, account_id: str) -> Plan | None:
-    """The plan, locked until the transaction ends (SELECT ... FOR UPDATE).
-
-    Every seat-changing operation takes this lock before it checks a rule: two requests
-    can then never both see the same empty seat, nor both raise or lower the same total.
-
-    Lock order (SPEC §7): this is the first lock a transaction takes on an account, before the
-    account row or any other; see ``app.seats.members`` for the directory changes.
-    """
-    return await session.scalar(select(Plan).where(Plan.account_id == account_id).with_for_update())
-
-
-class LockedPlan(NamedTuple):
-    """The plan's rule inputs, locked, and the role of the caller in its account."""
-
-    status: PlanStatus
-    seats: int
-    assigned: int
-    trial_started_at: datetime | None
-    trial_ends_at: datetime | None
-    pending_seats: int | None
-    period_start: date | None
-    period_end: date | None
-    billing_cycle: BillingCycle | None
-    scheduled_seats: int | None
-    scheduled_for: date | None
-    caller_role: Role | None
-
-
 # Core tables, not ORM entities: the seat writes below run on the session's connection, with
 # no unit of work (and so no flush) in between.
-_PLAN = cast(Table, Plan.__table__)
 _USER = cast(Table, User.__table__)
 _ASSIGNMENT = cast(Table, Assignment.__table__)
 _EVENT = cast(Table, Event.__table__)
-
-
-# The caller's row is locked after the plan (FOR SHARE, the lock order of SPEC §7): the lock
-# makes PostgreSQL read the row as it is once the plan's lock is granted, not as it was when the
-# statement started waiting for it (a primary admin demoted meanwhile is one no more, R17), and
-# it holds off any role change until this transaction ends. The inner join is what allows the
-# lock (the nullable side of an outer join cannot be locked); a caller with no row in the
-# account (a service, a stranger) is looked up by ``_LOCK_PLAN_ALONE`` instead.
-CALLER_LOCK = "FOR SHARE OF caller"
-
-
-def _lock_plan_as_statement(*, as_caller: bool) -> Select[Any]:
-    caller = _USER.alias("caller")
-    plan = _PLAN.c
-    columns = [
-        plan.status,
-        plan.seats,
-        plan.assigned,
-        plan.trial_started_at,
-        plan.trial_ends_at,
-        plan.pending_seats,
-        plan.period_start,
-        plan.period_end,
-        plan.billing_cycle,
-        plan.scheduled_seats,
-        plan.scheduled_for,
-    ]
-    where = plan.account_id == bindparam("account_id", type_=String)
-    if not as_caller:
-        return select(*columns).where(where).with_for_update(of=_PLAN)
-    return (
-        select(*columns, caller.c.role)
-        .select_from(
-            _PLAN.join(
-                caller,
-                (caller.c.account_id == plan.account_id)
-                & (caller.c.id == bindparam("caller_id", type_=String)),
-            )
-        )
-        .where(where)
-        .with_for_update(of=_PLAN)
-        .suffix_with(CALLER_LOCK, dialect="postgresql")
-    )
-
-
-_LOCK_PLAN_AS = _lock_plan_as_statement(as_caller=True)
-_LOCK_PLAN_ALONE = _lock_plan_as_statement(as_caller=False)
-
-
-async def lock_plan_as(session: AsyncSession, account_id: str, caller_id: str) -> LockedPlan | None:
-    """``lock_plan`` and the caller's role in one statement (None: no such plan).
-
-    The same first lock as ``lock_plan`` (SPEC §7). The role is the one of the moment the
-    plan's lock is granted (R17). The rows a seat write decides on are read by the write
-    itself, after the lock (``assign_seat``).
-    """
-    conn = await session.connection()
-    params = {"account_id": account_id, "caller_id": caller_id}
-    row = (await conn.execute(_LOCK_PLAN_AS, params)).first()
-    if row is not None:
-        return LockedPlan(*row)
-    # Not a user of the account, or no plan: the plan alone, and no role, whatever a user
-    # added since the first statement may have (it is refused either way).
-    row = (await conn.execute(_LOCK_PLAN_ALONE, params)).first()
-    return None if row is None else LockedPlan(*(*row, None))
 
 
 class SeatEvent(NamedTuple):
@@ -185,8 +87,6 @@ _TARGET = _target()
 _NOW = bindparam("seat_now", type_=UTCDateTime())
 _ACCOUNT_ID = bindparam("seat_account_id", type_=String)
 _ACTOR = bindparam("seat_actor", type_=String)
-# In the SQL text, not bound: a constant is no parameter (nor a pgbench variable).
-_ONE = literal_column("1", BigInteger)
 _EVENT_COLUMNS = ["id", "account_id", "type", "actor", "at", "data"]
 
 
@@ -226,10 +126,8 @@ def _assign_pg() -> Select[Any]:
         .cte("taken")
     )
     counted = (
-        update(_PLAN)
-        .where(_PLAN.c.account_id == _ACCOUNT_ID, exists(select(taken.c.user_id)))
-        .values(assigned=_PLAN.c.assigned + _ONE, updated_at=_NOW)
-        .returning(_PLAN.c.assigned)
+        plans.count_assigned(_ACCOUNT_ID, by=1, now=_NOW, when=exists(select(taken.c.user_id)))
+        .returning(plans.assigned_column())
         .cte("counted")
     )
     written = _event_of(taken)
@@ -255,10 +153,8 @@ def _release_pg() -> Select[Any]:
         .cte("released")
     )
     counted = (
-        update(_PLAN)
-        .where(_PLAN.c.account_id == _ACCOUNT_ID, exists(select(released.c.user_id)))
-        .values(assigned=_PLAN.c.assigned - _ONE, updated_at=_NOW)
-        .returning(_PLAN.c.assigned)
+        plans.count_assigned(_ACCOUNT_ID, by=-1, now=_NOW, when=exists(select(released.c.user_id)))
+        .returning(plans.assigned_column())
         .cte("counted")
     )
     written = _event_of(released)
@@ -333,11 +229,7 @@ async def assign_seat(
             account_id=account_id, user_id=user_id, assigned_at=now, assigned_by=actor
         )
     )
-    await conn.execute(
-        update(_PLAN)
-        .where(_PLAN.c.account_id == account_id)
-        .values(assigned=_PLAN.c.assigned + 1, updated_at=now)
-    )
+    await conn.execute(plans.count_assigned(account_id, by=1, now=now))
     await _write_event(conn, event)
     return Seat(True, None, None, True)
 
@@ -364,17 +256,9 @@ async def release_seat(
     )
     if not result.rowcount:
         return False
-    await conn.execute(
-        update(_PLAN)
-        .where(_PLAN.c.account_id == account_id)
-        .values(assigned=_PLAN.c.assigned - 1, updated_at=now)
-    )
+    await conn.execute(plans.count_assigned(account_id, by=-1, now=now))
     await _write_event(conn, event)
     return True
-
-
-async def get_plan(session: AsyncSession, account_id: str) -> Plan | None:
-    return await session.get(Plan, account_id)
 
 
 class AgentCheckRow(NamedTuple):
@@ -466,67 +350,6 @@ async def list_agents(
     return list((await session.scalars(stmt)).all())
 
 
-def _plan_and_account(lock: bool) -> Select[Plan, Account]:
-    stmt = select(Plan, Account).join(Account, Account.id == Plan.account_id)
-    stmt = stmt.where(Plan.account_id == bindparam("account_id", type_=String))
-    if not lock:
-        return stmt
-    # The plan locked first (the one lock order), and the account key-shared: the share lock
-    # is the one the invoice's foreign key takes anyway, so it blocks no directory change,
-    # yet it makes PostgreSQL read the account as it is once the plan's lock is granted (not
-    # as it was when the statement started waiting), as a read after the lock would.
-    return stmt.with_for_update(of=Plan).suffix_with(
-        "FOR KEY SHARE OF account", dialect="postgresql"
-    )
-
-
-def _plan_account_and_role() -> Select[Plan, Account, Role]:
-    caller = aliased(User, name="caller")
-    stmt = (
-        select(Plan, Account, caller.role)
-        .join(Account, Account.id == Plan.account_id)
-        .join(
-            caller,
-            (caller.account_id == Plan.account_id)
-            & (caller.id == bindparam("caller_id", type_=String)),
-        )
-        .where(Plan.account_id == bindparam("account_id", type_=String))
-    )
-    # As ``_LOCK_PLAN_AS``: the caller's row locked after the plan, read as it is then.
-    return stmt.with_for_update(of=Plan).suffix_with(
-        f"FOR KEY SHARE OF account {CALLER_LOCK}", dialect="postgresql"
-    )
-
-
-# Built once, as the hot read's: the quote and purchase paths run them on every request.
-_PLAN_AND_ACCOUNT = {lock: _plan_and_account(lock) for lock in (False, True)}
-_PLAN_ACCOUNT_AND_ROLE = _plan_account_and_role()
-
-
-async def plan_and_account(
-    session: AsyncSession, account_id: str, *, lock: bool
-) -> tuple[Plan, Account] | None:
-    """The plan (locked when ``lock``) and its account, in one statement; None if either is
-    missing."""
-    result = await session.execute(_PLAN_AND_ACCOUNT[lock], {"account_id": account_id})
-    row = result.first()
-    return None if row is None else (row[0], row[1])
-
-
-async def plan_account_and_role(
-    session: AsyncSession, account_id: str, caller_id: str
-) -> tuple[Plan, Account, Role | None] | None:
-    """The plan, locked, its account and the caller's role as of the lock (R17), in one
-    statement; None if the plan or the account is missing. The role is None when the caller
-    is not a user of the account."""
-    params = {"account_id": account_id, "caller_id": caller_id}
-    row = (await session.execute(_PLAN_ACCOUNT_AND_ROLE, params)).first()
-    if row is not None:
-        return row[0], row[1], Role(row[2])
-    found = await plan_and_account(session, account_id, lock=True)
-    return None if found is None else (*found, None)
-
-
 async def get_quote(session: AsyncSession, account_id: str, quote_id: str) -> Quote | None:
     quote = await session.get(Quote, quote_id)
     return quote if quote is not None and quote.account_id == account_id else None
@@ -610,132 +433,3 @@ async def caller_and_primary_admin(
     caller = next((p for p in people if p.user_id == user_id), None)
     primary = next((p for p in people if p.role is Role.PRIMARY_ADMIN), None)
     return caller, primary
-
-
-# --- R15: the plan's scheduled decrease, its writes ---------------------------------------
-
-
-async def schedule_decrease(
-    session: AsyncSession, plan: Plan, seats: int, period_end: date, *, now: datetime, actor: str
-) -> None:
-    """Schedule ``seats`` for ``period_end`` on the locked plan, replacing any schedule, with
-    the event ``seats.decrease_scheduled``."""
-    replaced = plan.scheduled_seats
-    plan.scheduled_seats, plan.scheduled_for = seats, period_end
-    plan.updated_at = now
-    await ledger.add_event(
-        session,
-        account_id=plan.account_id,
-        type="seats.decrease_scheduled",
-        actor=actor,
-        at=now,
-        data={
-            "seats": plan.seats,
-            "scheduled_seats": seats,
-            "effective_at": instant_text(effective_at(period_end)),
-            "replaced_seats": replaced,
-        },
-    )
-
-
-async def drop_scheduled_change(
-    session: AsyncSession, plan: Plan, *, now: datetime, actor: str, reason: str
-) -> bool:
-    """Cancel the locked plan's scheduled decrease, if any, with ``seats.decrease_canceled``
-    saying why (``canceled``, ``purchase``, ``removed``, ``plan_canceled``)."""
-    if plan.scheduled_seats is None or plan.scheduled_for is None:
-        return False
-    await _canceled(
-        session,
-        plan.account_id,
-        plan.seats,
-        plan.scheduled_seats,
-        plan.scheduled_for,
-        now=now,
-        actor=actor,
-        reason=reason,
-    )
-    plan.scheduled_seats = plan.scheduled_for = None
-    plan.updated_at = now
-    return True
-
-
-async def cancel_scheduled_change(
-    session: AsyncSession,
-    account_id: str,
-    seats: int,
-    scheduled_seats: int,
-    scheduled_for: date,
-    *,
-    now: datetime,
-    actor: str,
-    reason: str,
-) -> None:
-    """``drop_scheduled_change`` for a caller that holds the plan's lock and read its schedule
-    but has no ORM row of it (a purchase's settlement); ``seats`` is the plan's total after
-    that caller's change."""
-    await session.execute(
-        update(_PLAN)
-        .where(_PLAN.c.account_id == account_id)
-        .values(scheduled_seats=None, scheduled_for=None, updated_at=now)
-    )
-    await _canceled(
-        session,
-        account_id,
-        seats,
-        scheduled_seats,
-        scheduled_for,
-        now=now,
-        actor=actor,
-        reason=reason,
-    )
-
-
-async def _canceled(
-    session: AsyncSession,
-    account_id: str,
-    seats: int,
-    scheduled_seats: int,
-    scheduled_for: date,
-    *,
-    now: datetime,
-    actor: str,
-    reason: str,
-) -> None:
-    await ledger.add_event(
-        session,
-        account_id=account_id,
-        type="seats.decrease_canceled",
-        actor=actor,
-        at=now,
-        data={
-            "seats": seats,
-            "scheduled_seats": scheduled_seats,
-            "effective_at": instant_text(effective_at(scheduled_for)),
-            "reason": reason,
-        },
-    )
-
-
-async def apply_scheduled_change(
-    session: AsyncSession, plan: Plan, *, now: datetime, actor: str
-) -> bool:
-    """Record on the locked plan the decrease that took effect at its period's end (R15):
-    its total becomes the scheduled one, with ``seats.decreased``. The caller judged it due
-    (``rules.decrease_due``)."""
-    if plan.scheduled_seats is None or plan.scheduled_for is None:
-        return False
-    before = plan.seats
-    plan.seats = plan.scheduled_seats
-    at = effective_at(plan.scheduled_for)
-    plan.scheduled_seats = plan.scheduled_for = None
-    plan.updated_at = now
-    await ledger.add_event(
-        session,
-        account_id=plan.account_id,
-        type="seats.decreased",
-        actor=actor,
-        at=now,
-        data={"seats_before": before, "seats_after": plan.seats, "effective_at": instant_text(at)},
-    )
-    return True

@@ -47,7 +47,7 @@ from app.fast import routes as fast
 from app.operations import USER, Key, declare
 from app.pagination import CursorQuery, LimitQuery, Page
 from app.retry import RetryOnConflictRoute
-from app.seats import service
+from app.seats import agents, service
 from app.seats.schemas import (
     AccountUser,
     AgentCheck,
@@ -202,7 +202,7 @@ async def list_agents(
     cursor: CursorQuery = None,
 ) -> Page[AgentOut]:
     """The agents, newest first."""
-    data, next_cursor = await service.list_agents(session, caller, cursor, limit)
+    data, next_cursor = await agents.list_agents(session, caller, cursor, limit)
     return Page(data=data, next_cursor=next_cursor)
 
 
@@ -216,7 +216,7 @@ async def list_users(
 ) -> Page[AccountUser]:
     """The account's users from the directory, newest first, with whether each is an agent:
     whom to assign. Admins, the primary admin and services."""
-    data, next_cursor = await service.list_users(session, caller, cursor, limit)
+    data, next_cursor = await agents.list_users(session, caller, cursor, limit)
     return Page(data=data, next_cursor=next_cursor)
 
 

@@ -2,8 +2,9 @@
 R7, R8, R10, R11, R15).
 
 Each function opens with its guard clauses, locks the plan row before it reads a rule's
-inputs, and only flushes: the caller's transaction commits. Purchases, which must commit
-before they charge, live in ``purchase.py``.
+inputs (``app.plan.repository``), asks the rules (``rules``) and the plan's transitions
+(``app.plan.transitions``), and only flushes: the caller's transaction commits. Purchases,
+which must commit before they charge, live in ``app.purchases``.
 """
 
 from __future__ import annotations
@@ -12,32 +13,25 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import Caller, Principal, caller_of, check_account_scope
+from app.auth import Caller
 from app.billing.periods import BillingCycle, Period, renewal_after
 from app.billing.pricing import PriceChange, cycle_total, price_change, renewal_amount
 from app.clock import Clock
 from app.collection.policy import dunning_ends_at
 from app.config import Settings
 from app.db import Database
-from app.directory.models import Account, Role
-from app.entitlements import EntitlementCache
+from app.directory.models import Account
 from app.errors import (
-    Conflict,
-    NoEmptySeat,
-    NotAnAgent,
     NotFound,
     UnsupportedCurrency,
-    UserNotFound,
 )
 from app.ids import new_id
 from app.ledger import repository as ledger
-from app.pagination import next_cursor
-from app.seats import alerts, repository, rules
+from app.plan import repository as plans
+from app.plan import transitions
+from app.seats import alerts, repository, rules, schedules
 from app.seats.models import Plan, Quote
 from app.seats.schemas import (
-    AccountUser,
-    AgentCheck,
-    AgentOut,
     Alert,
     CallerOut,
     Effective,
@@ -51,15 +45,11 @@ from app.seats.schemas import (
     ScheduledChange,
     TrialOut,
 )
-from app.seats.status import PlanStatus
 
 
-def plan_state(plan: Plan | repository.LockedPlan) -> rules.PlanState:
-    period = (
-        Period(plan.period_start, plan.period_end)
-        if plan.period_start is not None and plan.period_end is not None
-        else None
-    )
+def plan_state(plan: Plan | plans.LockedPlan) -> rules.PlanState:
+    """What the rules need to know of a plan read from the database."""
+    period = transitions.period_of(plan.period_start, plan.period_end)
     return rules.PlanState(
         status=plan.status,
         seats=plan.seats,
@@ -177,7 +167,7 @@ async def summary(
 
 async def load(session: AsyncSession, account_id: str, *, lock: bool) -> tuple[Plan, Account]:
     """The account's plan (locked when ``lock``) and the account, in one statement."""
-    found = await repository.plan_and_account(session, account_id, lock=lock)
+    found = await plans.plan_and_account(session, account_id, lock=lock)
     if found is None:
         raise NotFound("No such account.")
     return found
@@ -187,19 +177,11 @@ async def load_as(session: AsyncSession, caller: Caller) -> tuple[Plan, Account,
     """The account's plan, locked, the account, and the caller with its role read after that
     lock, in one statement (R17): who may act is judged as of the change, not as of the
     request's arrival."""
-    found = await repository.plan_account_and_role(session, caller.account_id, caller.subject)
+    found = await plans.plan_account_and_role(session, caller.account_id, caller.subject)
     if found is None:
         raise NotFound("No such account.")
     plan, account, role = found
     return plan, account, caller.as_of_lock(role)
-
-
-async def lock_plan(session: AsyncSession, account_id: str) -> Plan:
-    """The account's plan, locked; for the changes that do not need the account row."""
-    plan = await repository.lock_plan(session, account_id)
-    if plan is None:
-        raise NotFound("No such account.")
-    return plan
 
 
 def price_purchase(
@@ -220,10 +202,6 @@ def price_purchase(
     )
 
 
-def touch(plan: Plan, now: datetime) -> None:
-    plan.updated_at = now
-
-
 async def get_summary(
     session: AsyncSession, caller: Caller, settings: Settings, now: datetime
 ) -> PlanSummary:
@@ -242,11 +220,7 @@ async def start_trial(
         plan_state(plan), now, seats=settings.trial_seats, days=settings.trial_days
     )
     before = plan.seats
-    plan.status = PlanStatus.TRIALING
-    plan.seats = trial.seats
-    plan.trial_started_at = trial.started_at
-    plan.trial_ends_at = trial.ends_at
-    touch(plan, now)
+    plans.apply(plan, transitions.start_trial(trial), now)
     await ledger.add_event(
         session,
         account_id=caller.account_id,
@@ -374,23 +348,22 @@ async def remove_seats(
     state = plan_state(plan)
     if rules.decrease_due(state, now):
         # Past its instant, a scheduled decrease is the total: recorded before anything else.
-        await repository.apply_scheduled_change(session, plan, now=now, actor=caller.actor)
+        await schedules.apply_scheduled_change(session, plan, now=now, actor=caller.actor)
         state = plan_state(plan)
     if effective is Effective.PERIOD_END:
         period_end = rules.check_schedule_decrease(state, seats, now.date())
-        await repository.schedule_decrease(
+        await schedules.schedule_decrease(
             session, plan, seats, period_end, now=now, actor=caller.actor
         )
         return await summary(session, plan, account, settings, now, caller)
     rules.check_removal(state.at(now), seats)
     if not rules.schedule_survives_removal(state, seats):
-        await repository.drop_scheduled_change(
+        await schedules.drop_scheduled_change(
             session, plan, now=now, actor=caller.actor, reason="removed"
         )
     state = state.at(now)
     before = plan.seats
-    plan.seats = seats
-    touch(plan, now)
+    plans.apply(plan, transitions.lower(seats), now)
     await ledger.add_event(
         session,
         account_id=caller.account_id,
@@ -411,30 +384,9 @@ async def cancel_scheduled_change(session: AsyncSession, caller: Caller, now: da
     plan, _, caller = await load_as(session, caller)
     caller.require_primary_admin()
     rules.check_cancel_schedule(plan_state(plan).at(now))
-    await repository.drop_scheduled_change(
+    await schedules.drop_scheduled_change(
         session, plan, now=now, actor=caller.actor, reason="canceled"
     )
-
-
-async def lock_plan_as(
-    session: AsyncSession, principal: Principal, account_id: str
-) -> tuple[Caller, repository.LockedPlan]:
-    """The caller and the account's plan, locked, in one statement: the seat writes' first
-    lock (SPEC §7) and their role lookup. The answers of a separate lookup, in its order:
-    404 for another account's path, 403 for a user not in the account, 404 for no account."""
-    check_account_scope(principal, account_id)
-    plan = await repository.lock_plan_as(session, account_id, principal.subject)
-    role = None if plan is None else plan.caller_role
-    caller = caller_of(principal, account_id, account_exists=plan is not None, role=role)
-    if plan is None:  # a user's role without a plan: no account is ever left so
-        raise NotFound("No such account.")
-    return caller, plan
-
-
-def seat_event(
-    account_id: str, type: str, actor: str, now: datetime, data: dict[str, object]
-) -> repository.SeatEvent:
-    return repository.SeatEvent(new_id("evt"), account_id, type, actor, now, data)
 
 
 async def note_thresholds(
@@ -456,182 +408,3 @@ async def note_thresholds(
             at=now,
             data={"threshold": threshold, "assigned": after.assigned, "seats": after.seats},
         )
-
-
-async def note_exhausted(
-    session: AsyncSession, caller: Caller, user_id: str, now: datetime, state: rules.PlanState
-) -> None:
-    """R16: ``seats.exhausted`` for an assignment refused for want of an empty seat, at most
-    once per account per hour, and kept although the request answers 409.
-
-    The plan's lock is held: concurrent refusals of the account wait for it, and each sees
-    the one before it, so the hour's first is the only one written. The event is committed
-    here, before the refusal is raised (which rolls back the request's transaction); this
-    transaction wrote nothing else (the refused assignment changed nothing).
-    """
-    after = now - alerts.EXHAUSTED_EVERY
-    if await ledger.has_event_after(session, caller.account_id, "seats.exhausted", after):
-        return
-    await ledger.add_event(
-        session,
-        account_id=caller.account_id,
-        type="seats.exhausted",
-        actor=caller.actor,
-        at=now,
-        data={"user_id": user_id, "assigned": state.assigned, "seats": state.seats},
-    )
-    await session.commit()
-
-
-async def assign(
-    session: AsyncSession,
-    principal: Principal,
-    account_id: str,
-    user_id: str,
-    now: datetime,
-    settings: Settings,
-) -> tuple[AgentOut, bool]:
-    """R5: give the user a seat; ``(agent, created)``. Assigning an agent again is a no-op."""
-    caller, plan = await lock_plan_as(session, principal, account_id)
-    caller.require_admin()
-    # Judged now, raised only once the user is known to exist and hold no seat: the answers
-    # keep their order (404 no such user, 200 already an agent, then the rules' 409s).
-    refusal: Conflict | None = None
-    state = plan_state(plan).at(now)
-    try:
-        rules.check_assign(state)
-    except Conflict as exc:
-        refusal = exc
-    data: dict[str, object] = {
-        "user_id": user_id,
-        "assigned_before": plan.assigned,
-        "assigned_after": plan.assigned + 1,
-    }
-    event = seat_event(account_id, "agent.assigned", caller.actor, now, data)
-    seat = await repository.assign_seat(
-        session,
-        account_id,
-        user_id,
-        now=now,
-        actor=caller.actor,
-        allowed=refusal is None,
-        event=event,
-    )
-    if not seat.user_exists:
-        raise UserNotFound(f"No user {user_id!r} in this account.")
-    if seat.assigned_at is not None and seat.assigned_by is not None:
-        return AgentOut(
-            user_id=user_id, assigned_at=seat.assigned_at, assigned_by=seat.assigned_by
-        ), False
-    if refusal is not None:
-        if isinstance(refusal, NoEmptySeat):
-            await note_exhausted(session, caller, user_id, now, state)
-        raise refusal
-    # The locked count and the write's answer say whether a threshold was crossed: only
-    # then is anything more written (R16).
-    before = alerts.usage(state)
-    after = alerts.Usage(before.assigned + 1, before.seats)
-    await note_thresholds(session, caller, now, settings, before, after)
-    return AgentOut(user_id=user_id, assigned_at=now, assigned_by=caller.actor), True
-
-
-async def unassign(
-    session: AsyncSession, principal: Principal, account_id: str, user_id: str, now: datetime
-) -> None:
-    """R5: free the user's seat at once."""
-    caller, plan = await lock_plan_as(session, principal, account_id)
-    caller.require_admin()
-    if not await release_seat(session, account_id, user_id, caller.actor, now, plan.assigned):
-        raise NotAnAgent(f"User {user_id!r} is not an agent.")
-
-
-async def release_seat(
-    session: AsyncSession,
-    account_id: str,
-    user_id: str,
-    actor: str,
-    now: datetime,
-    assigned: int,
-    reason: str | None = None,
-) -> bool:
-    """Free ``user_id``'s seat if it holds one; False if it was not an agent.
-
-    The caller holds the plan's lock and read ``assigned``, its agents, under it.
-    """
-    data: dict[str, object] = {
-        "user_id": user_id,
-        "assigned_before": assigned,
-        "assigned_after": assigned - 1,
-    }
-    if reason:
-        data["reason"] = reason
-    event = seat_event(account_id, "agent.unassigned", actor, now, data)
-    return await repository.release_seat(session, account_id, user_id, now=now, event=event)
-
-
-async def check_agent(
-    db: Database,
-    clock: Clock,
-    cache: EntitlementCache,
-    principal: Principal,
-    account_id: str,
-    user_id: str,
-) -> AgentCheck:
-    """The hot read: is this user an agent, and does the plan let agents work now?
-
-    It authorizes the caller itself, from the same statement that answers (any user of the
-    account and services may ask): one round trip instead of a role lookup first. The row is
-    served from the worker's cache when it holds it (app/entitlements.py): the same checks
-    then run on it, and the trial's end is compared with the clock's time on every request.
-    """
-    check_account_scope(principal, account_id)
-    key = (principal.is_service, principal.subject, user_id)
-    row: repository.AgentCheckRow | None = cache.get(account_id, key)
-    stored_now = None
-    if row is not None and clock.stored:
-        known, stored_now = cache.get_shared()
-        row = row if known else None
-    if row is None:
-        token = cache.token(account_id)
-        row = await repository.agent_check(
-            db, account_id, principal.subject, user_id, stored_clock=clock.stored
-        )
-        if row is not None:
-            stored_now = row.stored_now
-            # Only answers about users who exist, asked by a user of the account or a service:
-            # what makes them change always notifies (a new user or account never does).
-            if row.user_exists and (principal.is_service or row.caller_role is not None):
-                cache.put(account_id, key, row, token)
-                if clock.stored:
-                    cache.put_shared(stored_now, token[0])
-    role = None if row is None or row.caller_role is None else Role(row.caller_role)
-    caller_of(principal, account_id, account_exists=row is not None, role=role)
-    if row is None or not row.user_exists:
-        raise UserNotFound(f"No user {user_id!r} in this account.")
-    is_agent, status = bool(row.is_agent), row.plan_status
-    active = is_agent and status is not None and PlanStatus(status).grants_access
-    if status == PlanStatus.TRIALING and row.trial_ends_at is not None:
-        # R10: the trial ends exactly then
-        active = active and clock.now_from(stored_now) < row.trial_ends_at
-    return AgentCheck(user_id=user_id, agent=is_agent, active=active)
-
-
-async def list_agents(
-    session: AsyncSession, caller: Caller, cursor: str | None, limit: int
-) -> tuple[list[AgentOut], str | None]:
-    rows = await repository.list_agents(session, caller.account_id, cursor, limit)
-    rows, cursor_out = next_cursor(rows, limit, lambda a: (a.assigned_at, a.user_id))
-    return [AgentOut.model_validate(a) for a in rows], cursor_out
-
-
-async def list_users(
-    session: AsyncSession, caller: Caller, cursor: str | None, limit: int
-) -> tuple[list[AccountUser], str | None]:
-    """The account's users, newest first, each with whether it holds a seat (whom to assign)."""
-    caller.require_admin_or_service()
-    rows = await repository.list_users(session, caller.account_id, cursor, limit)
-    rows, cursor_out = next_cursor(rows, limit, lambda r: (r.created_at, r.user_id))
-    return [
-        AccountUser(user_id=r.user_id, name=r.name, email=r.email, role=r.role, agent=r.agent)
-        for r in rows
-    ], cursor_out

@@ -9,7 +9,7 @@ from typing import Any
 
 from app.auth import Principal
 from app.entitlements import EntitlementCache
-from app.seats import service
+from app.seats import agents
 from app.seats.repository import AgentCheckRow
 from tests.conftest import FixedClock
 
@@ -32,8 +32,8 @@ async def test_r10_a_cached_trial_answer_ends_exactly_at_the_trials_end() -> Non
     clock = FixedClock(ENDS - timedelta(microseconds=1))
     db: Any = NoDatabase()
 
-    before = await service.check_agent(db, clock, cache, carol, "acme", "bob")
+    before = await agents.check_agent(db, clock, cache, carol, "acme", "bob")
     assert (before.agent, before.active) == (True, True)
     clock.current = ENDS
-    at_the_end = await service.check_agent(db, clock, cache, carol, "acme", "bob")
+    at_the_end = await agents.check_agent(db, clock, cache, carol, "acme", "bob")
     assert (at_the_end.agent, at_the_end.active) == (True, False)
