@@ -1,4 +1,4 @@
-"""The agent check's answers, cached per worker and dropped on PostgreSQL's word (issue 13).
+"""The agent check's answers, cached per worker and dropped on PostgreSQL's word.
 
 The inbox asks the agent check on every page load, and its answer changes only when a seat is
 assigned or freed, a user removed, a plan's status or trial end changed, or the test clock

@@ -92,7 +92,7 @@ class ServiceMiddleware:
     """The one middleware of the service: the request id, the body-size limit, metrics and
     the access log, and the answer to an exception nobody handled (500, or 503).
 
-    Plain ASGI, one layer: it sits on the hot path of every request (issue 13). It is the
+    Plain ASGI, one layer: it sits on the hot path of every request. It is the
     outermost layer, so that every answer carries ``X-Request-ID`` (a CORS preflight too);
     the answers it makes itself (the 413 of a declared oversized body, the 500) go out
     through ``wrap_answer`` (CORS, when configured), like any answer from inside.

@@ -23,17 +23,17 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
-class Answer:
+class Reply:
     """What came back: a status code, or no answer and why."""
 
     status_code: int | None
     error: str | None = None
 
 
-def failure(reason: str) -> Answer:
+def failure(reason: str) -> Reply:
     """No answer, and why: one printable line of at most 200 characters, so that recording
     it can never fail (PostgreSQL text cannot hold NUL)."""
-    return Answer(None, _CONTROL.sub(" ", reason)[:200])
+    return Reply(None, _CONTROL.sub(" ", reason)[:200])
 
 
 def signature_header(secrets: list[str], msg_id: str, at: datetime, body: str) -> str:
@@ -54,7 +54,7 @@ class Sender:
             headers={"User-Agent": USER_AGENT},
         )
 
-    async def send(self, url: str, secrets: list[str], event_id: str, body: str) -> Answer:
+    async def send(self, url: str, secrets: list[str], event_id: str, body: str) -> Reply:
         """Resolve and vet the address, sign with the wall-clock time, POST; never raises.
 
         Whatever goes wrong is an answer, so that the worker records a failed attempt and
@@ -67,7 +67,7 @@ class Sender:
             log.warning("webhook send to %s failed unexpectedly", url, exc_info=True)
             return failure(f"error: {exc.__class__.__name__}: {exc}")
 
-    async def _send(self, url: str, secrets: list[str], event_id: str, body: str) -> Answer:
+    async def _send(self, url: str, secrets: list[str], event_id: str, body: str) -> Reply:
         try:
             target = await resolve(url, self.allow)
         except WebhookUrlRefused as exc:
@@ -103,7 +103,7 @@ class Sender:
             return failure("timeout")
         except httpx.HTTPError as exc:
             return failure(f"{exc.__class__.__name__}: {exc}")
-        return Answer(response.status_code)
+        return Reply(response.status_code)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

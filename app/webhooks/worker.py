@@ -36,7 +36,7 @@ from app.webhooks import repository
 from app.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks.outbox import delivery_rows, render
 from app.webhooks.schedule import Outcome, next_attempt_at, outcome_of, should_disable
-from app.webhooks.sender import Answer, Sender
+from app.webhooks.sender import Reply, Sender
 from app.webhooks.service import signing_secrets
 from app.webhooks.urls import allowed_hosts
 
@@ -187,7 +187,7 @@ class Worker:
         session: AsyncSession,
         endpoint: WebhookEndpoint,
         delivery: WebhookDelivery,
-        answer: Answer,
+        answer: Reply,
     ) -> None:
         if delivery.status != DeliveryStatus.PENDING:
             return
