@@ -71,6 +71,7 @@ async def invoice_renewal(
         # would bill the next period for the old total and leave the added seats unbilled.
         # The run renews once the purchase is settled or voided (R14).
         return None
+    seats_before = plan.seats  # in the period that ended: the line shows before -> after
     if rules.decrease_due(plan_state(plan), now):
         # R15: the decrease took effect at this period's end; the renewal bills its total.
         await schedules.apply_scheduled_change(session, plan, now=now, actor=SYSTEM)
@@ -108,7 +109,7 @@ async def invoice_renewal(
             account_id=plan.account_id,
             currency=account.currency,
             payment_method=account.payment_method,
-            seats_before=plan.seats,
+            seats_before=seats_before,
             seats_after=plan.seats,
             unit_price=unit_price,
             cycle=cycle,

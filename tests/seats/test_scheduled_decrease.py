@@ -134,6 +134,9 @@ async def test_r15_the_next_renewal_invoices_n_seats(api: Api) -> None:
     renewal = (await invoices(api))[0]
     assert (renewal["kind"], renewal["status"], renewal["total"]) == ("renewal", "paid", 19000)
     assert renewal["lines"][0]["quantity"] == 10
+    line = renewal["lines"][0]
+    assert (line["seats_before"], line["seats_after"]) == (25, 10)  # the line says the decrease
+    assert "25 → 10" in line["description"]
     types = [e["type"] for e in await events(api)]
     assert types.index("seats.decreased") > types.index("plan.renewed")  # newest first
     [decreased] = [e for e in await events(api) if e["type"] == "seats.decreased"]
