@@ -465,6 +465,9 @@ async def test_a_decrease_is_offered_at_the_period_end_first_then_shown_and_canc
     scheduled = page.locator("#scheduled")
     await expect(scheduled).to_contain_text("25 seats until December 1, 2026, then 10.")
     await expect(fact(page, "Seats")).to_have_text("25")
+    await expect(page.locator("#agents-text")).to_contain_text(
+        "10 seats can still be assigned: the plan keeps 10 from December 1, 2026."
+    )
     assert (await api.summary())["scheduled_change"]["seats"] == 10
     await no_raw_codes(page)
     await states.capture("scheduled")

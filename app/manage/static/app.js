@@ -354,7 +354,13 @@ function renderAgents() {
   setText(
     "agents-text",
     `${plural(plan.assigned, "agent", "agents")} of ${plural(plan.seats, "seat", "seats")}.` +
-      (plan.available ? ` ${plural(plan.available, "seat is", "seats are")} empty.` : ""),
+      (plan.scheduled_change
+        ? ` ${plural(plan.available, "seat", "seats")} can still be assigned: the plan keeps ` +
+          `${plan.scheduled_change.seats.toLocaleString()} from ` +
+          `${day(plan.scheduled_change.effective_at)}.`
+        : plan.available
+          ? ` ${plural(plan.available, "seat is", "seats are")} empty.`
+          : ""),
   );
   const note = $("agents-note");
   const inactive = ["none", "trial_expired", "canceled"].includes(plan.status);
@@ -609,6 +615,7 @@ function schedulePreview(seats) {
   state.preview = null;
   setText("price-monthly", "…");
   setText("price-due", "…");
+  setText("price-note", "");
   clearTimeout(state.previewTimer);
   state.previewTimer = setTimeout(() => fetchPreview(seats), PREVIEW_DELAY_MS);
 }
@@ -643,7 +650,10 @@ function showPreview() {
       `${q.proration.days_in_period}, until ${day(q.proration.period_end)}; then ` +
       `${money(q.cycle_total, cur)} per ${cycleWord(q.billing_cycle)}.`;
   } else if (kind === "removal") {
-    note = "Removing seats takes effect at once. There is no refund for the current period.";
+    note = offersPeriodEnd(kind)
+      ? "Removed seats go at the end of the period, or now if you choose: there is no refund " +
+        "either way."
+      : "Removing seats takes effect at once. There is no refund for the current period.";
   }
   setText("price-note", note);
 }
