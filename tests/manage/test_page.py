@@ -171,6 +171,7 @@ async def test_removal_below_assigned_names_how_many_to_unassign(manage: Manage,
     await page.get_by_role("button", name="Update").click()
     await expect(dialog.get_by_text("From 5 seats to 2 seats.")).to_be_visible()
     await expect(dialog.locator("#confirm-due")).to_have_text("$0.00")
+    await dialog.get_by_role("radio", name="Now").check()  # the period's end is the default
     await dialog.get_by_role("button", name="Confirm seat purchase").click()
     await expect(
         page.get_by_role("status").filter(has_text="Done: you now have 2 seats.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -218,6 +218,7 @@ async def test_a_removal_below_the_assigned_agents_is_refused_before_the_dialog(
     # A removal the agents allow: the dialog says when and what the next renewal costs.
     await type_seats(page, "4")
     await page.get_by_role("button", name="Update").click()
+    await when_group(page).get_by_role("radio", name=re.compile("^Now")).check()
     breakdown = dialog(page).get_by_role("list", name="How it is priced")
     await expect(breakdown).to_contain_text(f"$19.00 per seat per month {X} 4 seats = $76.00")
     await expect(breakdown).to_contain_text("Takes effect now.")
@@ -424,3 +425,173 @@ async def test_amounts_are_in_the_accounts_currency(states: States, api: Api) ->
     await expect(page.locator("#price-monthly")).to_have_text("€85.00")  # 5 * 1700
     await expect(page.locator("#price-due")).to_have_text("€28.33")  # 5*1700*10/30
     await states.capture("euro-account")
+
+
+# ---------------------------------------------------------------------------------------
+# R15 and R16 on the page, and the numbered receipts of §10
+
+
+def when_group(page: Page) -> Locator:
+    return dialog(page).get_by_role("radiogroup", name="When the seats go")
+
+
+async def test_a_decrease_is_offered_at_the_period_end_first_then_shown_and_canceled(
+    states: States, api: Api
+) -> None:
+    """R15 on the page: the period's end is the default (no refund either way), the plan says
+    "25 seats until ..., then 10" with Cancel, and Cancel takes the line away."""
+    assert (await api.buy(25)).status_code == 201
+    page = states.manage.page
+    await states.open()
+    await type_seats(page, "10")
+    await page.get_by_role("button", name="Update").click()
+    when = when_group(page)
+    end = when.get_by_role("radio", name=re.compile("^At the end of the period"))
+    await expect(end).to_be_checked()
+    await expect(when.get_by_role("radio", name=re.compile("^Now"))).not_to_be_checked()
+    breakdown = dialog(page).get_by_role("list", name="How it is priced")
+    await expect(breakdown).to_contain_text(
+        "Takes effect on December 1, 2026: the 25 seats stay usable until then."
+    )
+    await expect(breakdown).to_contain_text(
+        "The next renewal, on December 1, 2026, charges $190.00 (10 seats)."
+    )
+    await states.capture("schedule-dialog")
+
+    await dialog(page).get_by_role("button", name="Confirm seat purchase").click()
+    await expect(dialog(page)).to_be_hidden()
+    result = page.get_by_role("status").filter(has_text="Done: you keep 25 seats until")
+    await expect(result).to_be_focused()
+    scheduled = page.locator("#scheduled")
+    await expect(scheduled).to_contain_text("25 seats until December 1, 2026, then 10.")
+    await expect(fact(page, "Seats")).to_have_text("25")
+    await expect(page.locator("#agents-text")).to_contain_text(
+        "10 seats can still be assigned: the plan keeps 10 from December 1, 2026."
+    )
+    assert (await api.summary())["scheduled_change"]["seats"] == 10
+    await no_raw_codes(page)
+    await states.capture("scheduled")
+
+    await scheduled.get_by_role("button", name="Cancel").click()
+    await expect(
+        page.get_by_role("status").filter(has_text="The decrease is canceled: you keep 25 seats.")
+    ).to_be_focused()
+    await expect(scheduled).to_be_hidden()
+    assert (await api.summary())["scheduled_change"] is None
+
+
+async def test_now_stays_available_for_a_decrease(states: States, api: Api) -> None:
+    assert (await api.buy(5)).status_code == 201
+    page = states.manage.page
+    await states.open()
+    await type_seats(page, "4")
+    await page.get_by_role("button", name="Update").click()
+    await when_group(page).get_by_role("radio", name=re.compile("^Now")).check()
+    breakdown = dialog(page).get_by_role("list", name="How it is priced")
+    await expect(breakdown).to_contain_text("Takes effect now.")
+    await dialog(page).get_by_role("button", name="Confirm seat purchase").click()
+    await expect(
+        page.get_by_role("status").filter(has_text="Done: you now have 4 seats.")
+    ).to_be_focused()
+    await expect(page.locator("#scheduled")).to_be_hidden()
+    assert (await api.summary())["seats"] == 4
+
+
+async def test_an_assignment_refused_for_a_scheduled_decrease_says_so_in_words(
+    states: States, api: Api
+) -> None:
+    assert (await api.buy(3)).status_code == 201
+    assert (await api.assign("alice")).status_code == 201
+    r = await api.call(
+        "POST", "acme", "/removals", user="alice", json={"seats": 1, "effective": "period_end"}
+    )
+    assert r.status_code == 200, r.text
+    page = states.manage.page
+    await states.open()
+    await page.get_by_role("switch", name="Bob").click()
+    await expect(page.get_by_role("alert")).to_have_text(
+        "The plan goes down to 1 seat on December 1, 2026, and every seat it keeps is taken. "
+        "Cancel the scheduled decrease (under Your plan) to assign more agents."
+    )
+    await no_raw_codes(page)
+
+
+async def test_banners_say_the_seats_are_all_assigned(states: States, api: Api) -> None:
+    """R16's seats.exhausted (and its 100 % threshold) as one banner, in words."""
+    assert (await api.put_user("acme", "dave")).status_code == 201
+    assert (await api.buy(5)).status_code == 201
+    for user_id in ("alice", "bob", "carol", "dave"):
+        assert (await api.assign(user_id)).status_code == 201
+    page = states.manage.page
+    await states.open()
+    banners = page.get_by_role("region", name="Reminders")
+    # At the 80 % threshold: the percentage, not "all".
+    await expect(banners.locator("li")).to_have_text(["80 % of the seats are assigned (4 of 5)."])
+    assert (await api.remove(4)).status_code == 200
+    await page.reload()
+    await expect(banners.locator("li")).to_have_text(
+        ["All 4 seats are assigned: buy more to add agents."]
+    )
+    await states.capture("banner-full")
+
+
+async def test_banners_say_when_the_trial_ends(states: States, api: Api) -> None:
+    assert (await api.start_trial()).status_code == 201
+    await api.set_clock(NOW + timedelta(days=12))  # the trial ends on December 5
+    page = states.manage.page
+    await states.open()
+    banners = page.get_by_role("region", name="Reminders")
+    await expect(banners).to_contain_text(
+        "Your free trial ends on December 5, 2026: purchase seats to keep your agents working."
+    )
+    # A trial has no paid period: a lower total is a purchase, with no choice of when.
+    await page.get_by_role("button", name="Purchase").click()
+    await type_seats(page, "5")
+    await page.get_by_role("button", name="Update").click()
+    await expect(when_group(page)).to_have_count(0)
+    await dialog(page).get_by_role("button", name="Cancel").click()
+    await states.capture("banner-trial-ending")
+
+
+async def test_banners_say_when_the_renewal_comes_and_what_it_charges(
+    states: States, api: Api
+) -> None:
+    assert (await api.put_account("euro", currency="EUR")).status_code == 201
+    assert (await api.put_user("euro", "eve", "primary_admin")).status_code == 201
+    assert (await api.buy(4, account_id="euro", user="eve")).status_code == 201
+    summary = await api.summary("euro", user="eve")
+    renews = datetime.fromisoformat(summary["next_renewal_at"])
+    await api.set_clock(renews - timedelta(days=5))  # within R16's 7 days
+    page = states.manage.page
+    await states.open(user="eve", account="euro")
+    banners = page.get_by_role("region", name="Reminders")
+    await expect(banners).to_contain_text(
+        f"Your plan renews on {renews:%B} {renews.day}, {renews.year}: €68.00 will be charged "
+        "to the account's payment method."  # 4 seats x €17.00 for a month
+    )
+    await states.capture("banner-renewal")
+
+
+async def test_receipts_have_their_number_seats_before_and_after_and_a_pdf(
+    states: States, api: Api
+) -> None:
+    assert (await api.buy(3)).status_code == 201
+    assert (await api.buy(5)).status_code == 201
+    invoices = (await api.call("GET", "acme", "/invoices?limit=10", user="alice")).json()["data"]
+    newest = invoices[0]
+    number = newest["number"]
+    page = states.manage.page
+    await states.open()
+    receipt = page.locator("#invoice-list li").first
+    await expect(receipt).to_contain_text(f"Purchase {number}")
+    await expect(receipt).to_contain_text("Seats 3 → 5")
+    pdf = re.compile(r"/invoices/[^/]+/pdf$")
+    async with page.expect_response(pdf) as answer, page.expect_download() as started:
+        await receipt.get_by_role("button", name=f"Download PDF of {number}").click()
+    response = await answer.value
+    assert response.status == 200
+    assert await response.header_value("content-type") == "application/pdf"
+    download = await started.value
+    assert download.suggested_filename == f"{number}.pdf"
+    await no_raw_codes(page)
+    await states.capture("receipts-numbered")

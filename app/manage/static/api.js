@@ -4,6 +4,8 @@
 // and is kept in sessionStorage for this tab only. A real front end gets it from its own
 // sign-in instead (see the README).
 
+import { day } from "./format.js";
+
 const TOKEN_KEY = "seats.token";
 
 /** The token from the fragment (then removed from the address bar) or from this tab's storage. */
@@ -187,6 +189,21 @@ export function sentenceFor(problem, context = {}) {
       return { text: "Only the primary account admin can buy or remove seats." };
     case "not_admin":
       return { text: "Only admins can assign seats." };
+    case "seats_scheduled_for_removal": {
+      const seats = Number(b.scheduled_seats);
+      const when = typeof b.effective_at === "string" ? ` on ${day(b.effective_at)}` : "";
+      return {
+        text:
+          `The plan goes down to ${plural(seats, "seat", "seats")}${when}, and every seat it ` +
+          "keeps is taken. Cancel the scheduled decrease (under Your plan) to assign more agents.",
+      };
+    }
+    case "no_paid_period":
+      return {
+        text: "A free trial has no paid period to wait for: the seats can only change now.",
+      };
+    case "no_scheduled_change":
+      return { text: "No decrease is scheduled any more: it was canceled or has taken effect." };
     case "no_empty_seat":
       return { text: "Every seat is taken. Buy more seats, or unassign an agent first." };
     case "no_active_plan":

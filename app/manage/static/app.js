@@ -45,7 +45,7 @@ const state = {
   previewFor: null,
   previewTimer: null,
   previewAbort: 0,
-  change: null, // the change the dialog shows: {seats, kind, preview}
+  change: null, // the change the dialog shows: {seats, kind, when, preview}
   chosen: null, // the total the admin chose, kept across a refusal and a refresh
   busy: false, // a change is being sent: the controls wait for its answer
 };
@@ -209,6 +209,8 @@ function render() {
   roleNote.hidden = primary;
   roleNote.textContent = primary ? "" : roleText();
 
+  renderScheduled();
+  renderAlerts();
   renderPastDue();
   renderSeats();
   renderAgents();
@@ -238,6 +240,64 @@ function roleText() {
       : "You are an agent, but your seat is inactive until the account has seats."
     : "You are not an agent: you have no seat. Ask an admin to assign you one.";
   return `${seat} Only ${asks} can buy seats and pay invoices.`;
+}
+
+/** A decrease waiting for the period's end (R15): "25 seats until ..., then 10", with Cancel
+ * for the primary admin. */
+function renderScheduled() {
+  const plan = state.plan;
+  const change = plan.scheduled_change;
+  const box = $("scheduled");
+  box.hidden = !change;
+  if (!change) return;
+  setText(
+    "scheduled-text",
+    `${plural(plan.seats, "seat", "seats")} until ${day(change.effective_at)}, then ` +
+      `${change.seats.toLocaleString()}.`,
+  );
+  $("cancel-scheduled").hidden = !isPrimary();
+}
+
+/** R16's facts in force now, as sentences: a full plan is said once (not also as "100 %"). */
+function alertText(alert, plan) {
+  const cur = plan.currency;
+  const primary = isPrimary();
+  const buyMore = primary ? "buy more" : `ask ${primaryAdminName()} to buy more`;
+  switch (alert.type) {
+    case "seats.exhausted":
+      return `All ${plural(plan.seats, "seat is", "seats are")} assigned: ${buyMore} to add agents.`;
+    case "seats.threshold_reached":
+      return `${alert.threshold} % of the seats are assigned ` +
+        `(${plan.assigned.toLocaleString()} of ${plan.seats.toLocaleString()}).`;
+    case "trial.ending":
+      return `Your free trial ends on ${day(alert.at)}: ` +
+        (primary
+          ? "purchase seats to keep your agents working."
+          : `ask ${primaryAdminName()} to purchase seats to keep the agents working.`);
+    case "renewal.upcoming":
+      return `Your plan renews on ${day(alert.at)}: ${money(alert.amount, cur)} will be ` +
+        "charged to the account's payment method.";
+    default:
+      return null;
+  }
+}
+
+function renderAlerts() {
+  const plan = state.plan;
+  const alerts = plan.alerts || [];
+  const full = alerts.some((a) => a.type === "seats.exhausted");
+  const texts = alerts
+    .filter((a) => !(full && a.type === "seats.threshold_reached" && a.threshold >= 100))
+    .map((a) => alertText(a, plan))
+    .filter(Boolean);
+  $("alerts").hidden = texts.length === 0;
+  $("alert-list").replaceChildren(
+    ...texts.map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
+    }),
+  );
 }
 
 function renderPastDue() {
@@ -294,7 +354,13 @@ function renderAgents() {
   setText(
     "agents-text",
     `${plural(plan.assigned, "agent", "agents")} of ${plural(plan.seats, "seat", "seats")}.` +
-      (plan.available ? ` ${plural(plan.available, "seat is", "seats are")} empty.` : ""),
+      (plan.scheduled_change
+        ? ` ${plural(plan.available, "seat", "seats")} can still be assigned: the plan keeps ` +
+          `${plan.scheduled_change.seats.toLocaleString()} from ` +
+          `${day(plan.scheduled_change.effective_at)}.`
+        : plan.available
+          ? ` ${plural(plan.available, "seat is", "seats are")} empty.`
+          : ""),
   );
   const note = $("agents-note");
   const inactive = ["none", "trial_expired", "canceled"].includes(plan.status);
@@ -414,7 +480,7 @@ function receipt(inv) {
     download.type = "button";
     download.className = "download";
     download.textContent = "Download PDF";
-    download.setAttribute("aria-label", `Download ${inv.number} as PDF`);
+    download.setAttribute("aria-label", `Download PDF of ${inv.number}`);
     download.addEventListener("click", () => downloadPdf(inv, download));
     right.append(download);
   }
@@ -549,6 +615,7 @@ function schedulePreview(seats) {
   state.preview = null;
   setText("price-monthly", "…");
   setText("price-due", "…");
+  setText("price-note", "");
   clearTimeout(state.previewTimer);
   state.previewTimer = setTimeout(() => fetchPreview(seats), PREVIEW_DELAY_MS);
 }
@@ -583,9 +650,29 @@ function showPreview() {
       `${q.proration.days_in_period}, until ${day(q.proration.period_end)}; then ` +
       `${money(q.cycle_total, cur)} per ${cycleWord(q.billing_cycle)}.`;
   } else if (kind === "removal") {
-    note = "Removing seats takes effect at once. There is no refund for the current period.";
+    note = offersPeriodEnd(kind)
+      ? "Removed seats go at the end of the period, or now if you choose: there is no refund " +
+        "either way."
+      : "Removing seats takes effect at once. There is no refund for the current period.";
   }
   setText("price-note", note);
+}
+
+/** The preview of a decrease at ``when`` ("now" or "period_end"), for the dialog. */
+async function previewWhen(seats, when) {
+  if (when === "now") return currentPreview(seats);
+  return state.api.get(`/quote-preview?seats=${seats}&effective=${when}`);
+}
+
+/** A decrease on a paid plan may wait for the period's end (R15); a trial has no paid
+ * period, and a past-due plan's changes are paused. */
+function offersPeriodEnd(kind) {
+  return kind === "removal" && state.plan.status === "active";
+}
+
+function chosenWhen() {
+  const checked = document.querySelector('input[name="when"]:checked');
+  return checked ? checked.value : "now";
 }
 
 async function currentPreview(seats) {
@@ -599,6 +686,20 @@ async function currentPreview(seats) {
 
 // ---------------------------------------------------------------------------------------
 // The dialog: review, then "Confirm seat purchase"
+
+async function changeWhen() {
+  if (!state.change) return;
+  const when = chosenWhen();
+  const { seats } = state.change;
+  $("confirm-problem").replaceChildren();
+  try {
+    const preview = await previewWhen(seats, when);
+    state.change = { ...state.change, when, preview };
+    fillDialog();
+  } catch (error) {
+    showProblem("confirm-problem", error, { seats, action: state.change.kind });
+  }
+}
 
 /** The change kept for a retry: same total, same quote, same Idempotency-Key. */
 function pendingChange() {
@@ -621,14 +722,29 @@ async function openDialog() {
   const seats = state.chosen;
   const kind = changeKind(seats);
   if (!kind || blockedBecause(seats)) return;
+  // The period's end first: there is no refund either way, so keeping the paid seats until
+  // then costs nothing and loses nothing.
+  const offer = offersPeriodEnd(kind);
+  const when = offer ? "period_end" : "now";
+  for (const radio of document.querySelectorAll('input[name="when"]')) {
+    radio.checked = radio.value === when;
+  }
   let preview;
   try {
-    preview = await currentPreview(seats);
+    preview = await previewWhen(seats, when);
   } catch (error) {
     showProblem("problem", error, { seats, action: kind });
     return;
   }
-  state.change = { seats, kind, preview };
+  state.change = { seats, kind, when, preview };
+  $("confirm-when").hidden = !offer;
+  if (offer) {
+    setText(
+      "when-period-end",
+      `At the end of the period, on ${day(preview.effective_at)} (recommended: the seats are ` +
+        "paid for until then)",
+    );
+  }
   fillDialog();
   $("confirm-problem").replaceChildren();
   $("confirm").showModal();
@@ -674,9 +790,15 @@ function fillDialog() {
         `${day(p.period_end)}.`,
     );
   } else {
+    const renewsAt = preview.next_renewal_at || p.period_end;
+    const renewal = preview.next_renewal_total ?? preview.cycle_total;
     lines.push(
-      "Takes effect now. No charge and no refund for the current period.",
-      `The next renewal, on ${day(p.period_end)}, charges ${money(preview.cycle_total, cur)} ` +
+      state.change.when === "period_end"
+        ? `Takes effect on ${day(preview.effective_at)}: the ` +
+            `${plural(from, "seat stays", "seats stay")} usable until then. No charge and no ` +
+            "refund."
+        : "Takes effect now. No charge and no refund for the current period.",
+      `The next renewal, on ${day(renewsAt)}, charges ${money(renewal, cur)} ` +
         `(${plural(seats, "seat", "seats")}).`,
     );
   }
@@ -703,14 +825,20 @@ function setBusy(busy) {
 
 async function confirmChange() {
   if (state.busy) return;
-  const { seats, kind } = state.change;
+  const { seats, kind, when } = state.change;
   setBusy(true);
   $("confirm-problem").replaceChildren();
   // A retry is the same change from the same plan: anything else is a new request.
   const from = `${state.plan.status}:${state.plan.seats}`;
   let pending = pendingChange();
-  if (!pending || pending.seats !== seats || pending.kind !== kind || pending.from !== from) {
-    pending = { seats, kind, from, key: newKey(), quoteId: null };
+  if (
+    !pending ||
+    pending.seats !== seats ||
+    pending.kind !== kind ||
+    pending.when !== when ||
+    pending.from !== from
+  ) {
+    pending = { seats, kind, when, from, key: newKey(), quoteId: null };
   }
   try {
     let result;
@@ -736,12 +864,13 @@ async function confirmChange() {
     } else {
       keepPending(pending);
       result = await state.api.request("POST", "/removals", {
-        body: { seats },
+        body: { seats, effective: when },
         key: pending.key,
       });
     }
     keepPending(null);
     setBusy(false);
+    const had = state.plan.seats;
     $("confirm").close();
     state.purchaseOpen = false;
     state.previewFor = null;
@@ -753,6 +882,13 @@ async function confirmChange() {
       say(
         `Done: you now have ${plural(seats, "seat", "seats")}. ` +
           `${money(invoice.total, invoice.currency)} was charged.`,
+        "change-result",
+      );
+    } else if (when === "period_end" && result.scheduled_change) {
+      say(
+        `Done: you keep ${plural(had, "seat", "seats")} until ` +
+          `${day(result.scheduled_change.effective_at)}, then ` +
+          `${plural(seats, "seat", "seats")}. Nothing is charged now.`,
         "change-result",
       );
     } else {
@@ -805,6 +941,24 @@ async function startTrial() {
     say("Your free trial has started. Assign seats to your agents below.");
   } catch (error) {
     showProblem("problem", error, { action: "trial" });
+  }
+}
+
+async function cancelScheduled() {
+  clearMessages();
+  const button = $("cancel-scheduled");
+  button.disabled = true;
+  try {
+    await state.api.request("DELETE", "/scheduled-change");
+    await refresh();
+    say(
+      `The decrease is canceled: you keep ${plural(state.plan.seats, "seat", "seats")}.`,
+    );
+  } catch (error) {
+    await refresh().catch(() => {});
+    showProblem("problem", error, { action: "cancel" });
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -870,7 +1024,9 @@ async function toggleAgent(user, sw) {
 
 function showSignIn(text) {
   $("loading").hidden = true;
-  for (const id of ["plan", "seats", "agents", "invoices", "past-due"]) $(id).hidden = true;
+  for (const id of ["plan", "seats", "agents", "invoices", "past-due", "alerts"]) {
+    $(id).hidden = true;
+  }
   $("signin").hidden = false;
   if (text) setText("signin-text", text);
 }
@@ -880,6 +1036,10 @@ function wire() {
   $("buy-now").addEventListener("click", openPurchase);
   $("purchase").addEventListener("click", openPurchase);
   $("pay-now").addEventListener("click", payNow);
+  $("cancel-scheduled").addEventListener("click", cancelScheduled);
+  for (const radio of document.querySelectorAll('input[name="when"]')) {
+    radio.addEventListener("change", changeWhen);
+  }
   $("update").addEventListener("click", openDialog);
   $("confirm-button").addEventListener("click", confirmChange);
   $("cancel-button").addEventListener("click", () => $("confirm").close());
