@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.auth import mint_token
 from app.config import Settings
+from app.ledger.invoices import invoice_number
 from app.main import create_app
 
 SECRET = "billing-run-secret-" + "s" * 40
@@ -344,6 +345,7 @@ async def seed_due_accounts(
         "plan": [],
         "invoice": [],
         "invoice_line": [],
+        "invoice_counter": [],
         "charge_attempt": [],
         "charge_outcome": [],
         "event": [],
@@ -395,6 +397,8 @@ async def seed_due_accounts(
             {
                 "id": invoice_id,
                 "account_id": a.account_id,
+                "sequence": 1,
+                "number": invoice_number("INV", a.account_id, 1),
                 "kind": "purchase",
                 "status": "paid",
                 "currency": "USD",
@@ -413,6 +417,7 @@ async def seed_due_accounts(
                 "failure_reason": None,
             }
         )
+        rows["invoice_counter"].append({"account_id": a.account_id, "last": 1})
         rows["invoice_line"].append(
             {
                 "invoice_id": invoice_id,

@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from app.ledger.invoices import invoice_number
+
 USERS_PER_ACCOUNT = 50
 AGENTS_PER_ACCOUNT = 10
 SEATS_PER_ACCOUNT = 20
@@ -45,6 +47,7 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
     now = datetime.now(UTC)
     start, end = period(now.date())
     accounts, users, plans, assignments, invoices, lines, events = [], [], [], [], [], [], []
+    counters: list[tuple[str, int]] = []
     specs = [
         (str(a), USERS_PER_ACCOUNT, AGENTS_PER_ACCOUNT, SEATS_PER_ACCOUNT)
         for a in range(1, shape.accounts + 1)
@@ -100,10 +103,13 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
             )
         )
         invoice_id = f"inv_seed_{account_id}"
+        counters.append((account_id, 1))
         invoices.append(
             (
                 invoice_id,
                 account_id,
+                1,
+                invoice_number("INV", account_id, 1),
                 "purchase",
                 "paid",
                 "USD",
@@ -198,6 +204,8 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
             [
                 "id",
                 "account_id",
+                "sequence",
+                "number",
                 "kind",
                 "status",
                 "currency",
@@ -214,6 +222,7 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
                 "failure_reason",
             ],
         ),
+        "invoice_counter": (counters, ["account_id", "last"]),
         "invoice_line": (
             lines,
             [
@@ -229,11 +238,29 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
         ),
         "event": (events, ["id", "account_id", "type", "actor", "at", "data"]),
     }
+    if not await _numbered(conn):
+        # A checkout from before invoice numbers (an A/B base): its schema has no such columns.
+        del tables["invoice_counter"]
+        invoice_rows, invoice_columns = tables["invoice"]
+        tables["invoice"] = (
+            [(*r[:2], *r[4:]) for r in invoice_rows],
+            invoice_columns[:2] + invoice_columns[4:],
+        )
     async with conn.transaction():
         for table, (rows, columns) in tables.items():
             await conn.copy_records_to_table(table, records=rows, columns=columns)
     await conn.execute("ANALYZE")
     return {table: len(rows) for table, (rows, _) in tables.items()}
+
+
+async def _numbered(conn: asyncpg.Connection) -> bool:
+    """Whether the schema numbers invoices (SPEC §10)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_name = 'invoice' AND column_name = 'number'"
+        )
+    )
 
 
 async def reset(conn: asyncpg.Connection, shape: Shape) -> None:
