@@ -87,6 +87,24 @@ async def test_r16_renewal_upcoming_amount_is_the_renewal_the_run_will_invoice(
     assert renewal["total"] == upcoming["data"]["amount"]
 
 
+async def test_r16_renewal_upcoming_amount_is_after_any_scheduled_decrease(api: Api) -> None:
+    """R16 with R15: a decrease scheduled for the period's end lowers the reminded amount to
+    what the renewal will invoice, and the summary's banner says the same."""
+    assert (await api.buy(25)).status_code == 201
+    body = {"seats": 10, "effective": "period_end"}
+    r = await api.call("POST", "acme", "/removals", user="alice", json=body)
+    assert r.status_code == 200, r.text
+    await run_at(api, RENEWS - timedelta(days=7))
+    [upcoming] = await events(api, type="renewal.upcoming")
+    assert (upcoming["data"]["seats"], upcoming["data"]["amount"]) == (10, 10 * PRICE)
+    alerts = (await api.call("GET", "acme", "")).json()["alerts"]
+    assert [a["amount"] for a in alerts if a["type"] == "renewal.upcoming"] == [10 * PRICE]
+    await run_at(api, RENEWS)
+    r = await api.call("GET", "acme", "/invoices?status=paid")
+    renewal = next(i for i in r.json()["data"] if i["kind"] == "renewal")
+    assert renewal["total"] == upcoming["data"]["amount"]
+
+
 async def test_r16_reminders_are_sent_once_each_by_every_later_run(api: Api) -> None:
     assert (await api.start_trial()).status_code == 201
     await run_at(api, TRIAL_ENDS - timedelta(days=2))
