@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from app.ledger.invoices import invoice_number
+
 USERS_PER_ACCOUNT = 50
 AGENTS_PER_ACCOUNT = 10
 SEATS_PER_ACCOUNT = 20
@@ -25,6 +27,7 @@ BIG, SMALL = "900001", "900002"
 BIG_USERS, BIG_AGENTS, BIG_SEATS = 12_000, 10_000, 100_000
 SMALL_USERS, SMALL_AGENTS, SMALL_SEATS = 100, 10, 40
 SEED_ACTOR = "service:bench-seed"
+INVOICE_PREFIX = "INV"  # the setting's default (SEATS_INVOICE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
     now = datetime.now(UTC)
     start, end = period(now.date())
     accounts, users, plans, assignments, invoices, lines, events = [], [], [], [], [], [], []
+    counters = []
     specs = [
         (str(a), USERS_PER_ACCOUNT, AGENTS_PER_ACCOUNT, SEATS_PER_ACCOUNT)
         for a in range(1, shape.accounts + 1)
@@ -118,8 +122,11 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
                 created,
                 f"ch_seed_{account_id}",
                 None,
+                1,
+                invoice_number(INVOICE_PREFIX, account_id, 1),
             )
         )
+        counters.append((account_id, 1))
         lines.append(
             (
                 invoice_id,
@@ -212,8 +219,11 @@ async def seed(conn: asyncpg.Connection, shape: Shape) -> dict[str, int]:
                 "paid_at",
                 "charge_id",
                 "failure_reason",
+                "sequence",
+                "number",
             ],
         ),
+        "invoice_counter": (counters, ["account_id", "last"]),
         "invoice_line": (
             lines,
             [
