@@ -13,7 +13,7 @@ from sqlalchemy import Integer, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, DriverTransaction, PreparedStatement
 from app.sqltypes import UTCDateTime
 
 
@@ -68,3 +68,14 @@ class DatabaseTestClock:
         else:
             row.now = now
         await session.flush()
+
+
+_STORED_NOW = PreparedStatement(select(TestClockRow.now).where(TestClockRow.id == 1))
+
+
+async def now_on(clock: Clock, unit: DriverTransaction) -> datetime:
+    """``clock``'s time in a driver transaction (a stored clock's row is read in it)."""
+    if not clock.stored:
+        return clock.now_from(None)
+    row = await unit.first(_STORED_NOW, {})
+    return clock.now_from(None if row is None else row[0])

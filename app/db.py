@@ -1,16 +1,19 @@
 """Engine, the units of work, and the declarative base.
 
-``Database`` is the only door to the database, and it has two kinds of unit:
+``Database`` is the only door to the database, and it has three kinds of unit:
 
 * ``transaction()``: a session in one transaction, committed on success, rolled back on error.
   Every write, and every group of reads that must agree, runs in one. A request's session is
   one (app/deps.py); the purchase flow opens its own short ones, since it must commit a pending
   invoice before it calls the payment gateway (SPEC §6).
+* ``driver_transaction()``: one transaction straight on the driver's connection, for the seat
+  writes only (PostgreSQL; SQLite runs them in ``transaction()``): their statements compiled
+  once from Core, with no session (app/fast/driver.py).
 * a single read: ``read()`` (a session whose every statement stands alone, outside any
   transaction on PostgreSQL) and ``read_one()`` (the hot path's one-row read, straight on the
   driver: app/fast/driver.py).
 
-Both are safe behind a transaction pooler (PgBouncer ``pool_mode=transaction``), which lends
+All are safe behind a transaction pooler (PgBouncer ``pool_mode=transaction``), which lends
 the client a server connection for one transaction, or for one statement outside any: the
 next may run on another server connection, shared with other clients. So nothing may depend
 on a connection's session state between units, and no named server-side statement may
@@ -44,11 +47,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 from prometheus_client import Counter
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -60,8 +62,11 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.util import greenlet_spawn
 
 from app.config import Pooler, Settings
-from app.fast.driver import REPLAYED, bound, fetch_row
+from app.fast.driver import DRIVER_CONNECTION_LOST as DRIVER_CONNECTION_LOST  # the error mapping's
+from app.fast.driver import DRIVER_ERRORS, REPLAYED, bound, driver_failed, fetch_row
+from app.fast.driver import DriverTransaction as DriverTransaction  # the seat writes' unit
 from app.fast.driver import PreparedRead as PreparedRead  # what a repository's reads are built as
+from app.fast.driver import PreparedStatement as PreparedStatement  # and its writes on the driver
 from app.positions import UNREACHABLE, Positions, parse_lsn
 
 log = logging.getLogger(__name__)
@@ -169,19 +174,6 @@ def _serialize_sqlite_writes(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-# The server went away or is shutting down: every pooled connection is as dead as this one.
-# InternalClientError too: a connection whose backend was terminated while idle may still be
-# consuming the server's last error when it is next used, and asyncpg then refuses the
-# statement with "another operation is in progress" instead of "connection is closed".
-DRIVER_CONNECTION_LOST = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InternalClientError,
-    OSError,
-)
-
-
 # What a failed standby read falls back from: the standby is away or refuses (any database
 # error of the driver or SQLAlchemy's wrapping of it).
 REPLICA_FAILED = (DBAPIError, *DRIVER_CONNECTION_LOST, TimeoutError)
@@ -217,7 +209,7 @@ class Replica:
 
 
 class Database:
-    """The engine of one process and its two units of work (see the module's docstring)."""
+    """The engine of one process and its units of work (see the module's docstring)."""
 
     def __init__(
         self,
@@ -348,21 +340,45 @@ class Database:
         try:
             row: Sequence[Any] | None = await fetch_row(fairy, sql, args, unnamed=unnamed)
         except BaseException as exc:
-            # What SQLAlchemy's own execution would do: a connection in an unknown state is
-            # never handed out again, a lost server discards the pool, and the error is the
-            # DBAPIError the error mapping knows (503 when the database is away), with no
-            # parameters in its message.
-            await greenlet_spawn(fairy.invalidate, exc)
-            await greenlet_spawn(fairy.close)
-            if not isinstance(exc, Exception):
-                raise
-            if isinstance(exc, DRIVER_CONNECTION_LOST):
-                await engine.dispose(close=False)
-            if isinstance(exc, (*DRIVER_CONNECTION_LOST, TimeoutError)):
-                raise OperationalError(sql, None, exc, connection_invalidated=True) from exc
-            raise DBAPIError(sql, None, exc) from exc
+            await driver_failed(engine, fairy, exc, sql)
         await greenlet_spawn(fairy.close)
         return row
+
+    @asynccontextmanager
+    async def driver_transaction(self) -> AsyncIterator[DriverTransaction]:
+        """One transaction straight on the driver's connection (PostgreSQL only): BEGIN, the
+        unit's statements (``DriverTransaction.first``), COMMIT; ROLLBACK when the unit raises
+        an error of its own (a refusal). For the seat writes, whose session and execution
+        machinery cost more than their statements (app/fast/driver.py).
+
+        Safe behind a transaction pooler as the other units are: the pooler lends one server
+        connection from BEGIN to the transaction's end, and with
+        ``SEATS_DATABASE_POOLER=transaction`` every statement is an unnamed one, described
+        once per client connection and never left on a server connection."""
+        assert not self.is_sqlite, "SQLite runs its writes in transaction()"
+        fairy = await self.engine.raw_connection()
+        unit = DriverTransaction(fairy, unnamed=self.pooler == "transaction")
+        # A plain BEGIN, as SQLAlchemy's own transactions on asyncpg send.
+        driver: Any = fairy.driver_connection
+        transaction = driver.transaction()
+        own: Exception | None = None
+        try:
+            await transaction.start()
+            try:
+                yield unit
+            except Exception as exc:
+                if isinstance(exc, DRIVER_ERRORS):
+                    raise
+                own = exc
+            if own is None:
+                await transaction.commit()
+            else:
+                await transaction.rollback()
+        except BaseException as exc:
+            await driver_failed(self.engine, fairy, exc, unit.sql)
+        await greenlet_spawn(fairy.close)
+        if own is not None:
+            raise own
 
     @asynccontextmanager
     async def replica_read(

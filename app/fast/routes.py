@@ -13,7 +13,8 @@ This ASGI layer answers exactly those requests itself, and lets everything else 
   before (``422``...);
 * each answer is one function (``check_agent``, ``assign_agent``, ``unassign_agent``) that the
   FastAPI route calls too: the same token verifier, service function, unit of work and bytes;
-  the same problem+json for every error it raises (``problems.error_response``), and an
+  on PostgreSQL the writes run in a driver transaction, with the same statements; the same
+  problem+json for every error it raises (``problems.error_response``), and an
   unexpected error goes up to ``ServiceMiddleware`` as FastAPI's would; a write runs once more
   after a deadlock or serialization failure, as the router's route class does (app/retry.py);
 * the FastAPI routes stay declared, for the OpenAPI and for the requests this layer passes on.
@@ -35,6 +36,8 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import ID_PATTERN, TokenVerifier
+from app.clock import now_on
+from app.db import Database
 from app.errors import AppError
 from app.problems import error_response, is_database_conflict
 from app.seats import agents
@@ -110,10 +113,20 @@ async def check_agent(
 async def assign_agent(
     state: State, authorization: str | None, account_id: str, user_id: str
 ) -> Answer:
-    """R5 in one transaction: 201 and the new agent, 200 and the agent it already was."""
+    """R5 in one transaction: 201 and the new agent, 200 and the agent it already was. On
+    PostgreSQL a driver transaction (``Database.driver_transaction``), unless R16 has more to
+    write (``agents.assign_on``); then, as on SQLite, a session."""
     verifier: TokenVerifier = state.verifier
     principal = verifier.verify(authorization)
-    async with state.db.transaction() as session:
+    db: Database = state.db
+    if not db.is_sqlite:
+        async with db.driver_transaction() as unit:
+            now = await now_on(state.clock, unit)
+            done = await agents.assign_on(unit, principal, account_id, user_id, now, state.settings)
+        if done is not None:
+            agent, created = done
+            return (201 if created else 200), agent.model_dump_json().encode()
+    async with db.transaction() as session:
         now = await state.clock.now(session)
         agent, created = await agents.assign(
             session, principal, account_id, user_id, now, state.settings
@@ -124,10 +137,17 @@ async def assign_agent(
 async def unassign_agent(
     state: State, authorization: str | None, account_id: str, user_id: str
 ) -> Answer:
-    """R5 in one transaction: free the user's seat at once (204)."""
+    """R5 in one transaction: free the user's seat at once (204). On PostgreSQL a driver
+    transaction (``Database.driver_transaction``), on SQLite a session."""
     verifier: TokenVerifier = state.verifier
     principal = verifier.verify(authorization)
-    async with state.db.transaction() as session:
+    db: Database = state.db
+    if not db.is_sqlite:
+        async with db.driver_transaction() as unit:
+            now = await now_on(state.clock, unit)
+            await agents.unassign_on(unit, principal, account_id, user_id, now)
+        return 204, None
+    async with db.transaction() as session:
         now = await state.clock.now(session)
         await agents.unassign(session, principal, account_id, user_id, now)
     return 204, None

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.billing.periods import BillingCycle
+from app.db import DriverTransaction, PreparedStatement
 from app.directory.models import Account, Role, User
 from app.ledger.models import Invoice
 from app.plan.transitions import Change, open_plan
@@ -135,6 +136,23 @@ async def lock_plan_as(session: AsyncSession, account_id: str, caller_id: str) -
     # Not a user of the account, or no plan: the plan alone, and no role, whatever a user
     # added since the first statement may have (it is refused either way).
     row = (await conn.execute(_LOCK_PLAN_ALONE, params)).first()
+    return None if row is None else LockedPlan(*(*row, None))
+
+
+_LOCK_PLAN_AS_ON_DRIVER = PreparedStatement(_LOCK_PLAN_AS)
+_LOCK_PLAN_ALONE_ON_DRIVER = PreparedStatement(_LOCK_PLAN_ALONE)
+
+
+async def lock_plan_as_on(
+    unit: DriverTransaction, account_id: str, caller_id: str
+) -> LockedPlan | None:
+    """``lock_plan_as`` in a driver transaction (the seat writes on PostgreSQL): the same
+    statements, the same answer."""
+    params = {"account_id": account_id, "caller_id": caller_id}
+    row = await unit.first(_LOCK_PLAN_AS_ON_DRIVER, params)
+    if row is not None:
+        return LockedPlan(*row)
+    row = await unit.first(_LOCK_PLAN_ALONE_ON_DRIVER, params)
     return None if row is None else LockedPlan(*(*row, None))
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Caller, Principal, caller_of, check_account_scope
 from app.clock import Clock
 from app.config import Settings
-from app.db import Database
+from app.db import Database, DriverTransaction
 from app.directory.models import Role
 from app.entitlements import EntitlementCache
 from app.errors import (
@@ -41,7 +41,24 @@ async def lock_plan_as(
     lock (SPEC §7) and their role lookup. The answers of a separate lookup, in its order:
     404 for another account's path, 403 for a user not in the account, 404 for no account."""
     check_account_scope(principal, account_id)
-    plan = await plans.lock_plan_as(session, account_id, principal.subject)
+    return _caller_with(
+        principal, account_id, await plans.lock_plan_as(session, account_id, principal.subject)
+    )
+
+
+async def lock_plan_as_on(
+    unit: DriverTransaction, principal: Principal, account_id: str
+) -> tuple[Caller, plans.LockedPlan]:
+    """``lock_plan_as`` in a driver transaction: the same statement and answers."""
+    check_account_scope(principal, account_id)
+    return _caller_with(
+        principal, account_id, await plans.lock_plan_as_on(unit, account_id, principal.subject)
+    )
+
+
+def _caller_with(
+    principal: Principal, account_id: str, plan: plans.LockedPlan | None
+) -> tuple[Caller, plans.LockedPlan]:
     role = None if plan is None else plan.caller_role
     caller = caller_of(principal, account_id, account_exists=plan is not None, role=role)
     if plan is None:  # a user's role without a plan: no account is ever left so
@@ -99,11 +116,7 @@ async def assign(
         rules.check_assign(state)
     except Conflict as exc:
         refusal = exc
-    data: dict[str, object] = {
-        "user_id": user_id,
-        "assigned_before": plan.assigned,
-        "assigned_after": plan.assigned + 1,
-    }
+    data = _assigned_data(user_id, plan.assigned)
     event = seat_event(account_id, "agent.assigned", caller.actor, now, data)
     seat = await repository.assign_seat(
         session,
@@ -132,6 +145,71 @@ async def assign(
     return AgentOut(user_id=user_id, assigned_at=now, assigned_by=caller.actor), True
 
 
+async def assign_on(
+    unit: DriverTransaction,
+    principal: Principal,
+    account_id: str,
+    user_id: str,
+    now: datetime,
+    settings: Settings,
+) -> tuple[AgentOut, bool] | None:
+    """``assign`` in a driver transaction, for the assignments that write the seat and its
+    event only. None, with nothing written, when R16 has more to write: a refusal (its
+    ``seats.exhausted``) or a crossed threshold; the caller then runs ``assign`` in a session,
+    which decides again under its own lock and answers in the same order."""
+    caller, plan = await lock_plan_as_on(unit, principal, account_id)
+    caller.require_admin()
+    state = plan_state(plan).at(now)
+    try:
+        rules.check_assign(state)
+    except Conflict:
+        return None
+    before = alerts.usage(state)
+    if alerts.crossed(
+        settings.alert_thresholds, before, alerts.Usage(before.assigned + 1, before.seats)
+    ):
+        return None
+    event = seat_event(
+        account_id, "agent.assigned", caller.actor, now, _assigned_data(user_id, plan.assigned)
+    )
+    seat = await repository.assign_seat_on(unit, account_id, user_id, now=now, event=event)
+    return _assigned(user_id, seat, now, caller.actor)
+
+
+async def unassign_on(
+    unit: DriverTransaction, principal: Principal, account_id: str, user_id: str, now: datetime
+) -> None:
+    """``unassign`` in a driver transaction: the same statements and answers."""
+    caller, plan = await lock_plan_as_on(unit, principal, account_id)
+    caller.require_admin()
+    event = seat_event(
+        account_id, "agent.unassigned", caller.actor, now, _released_data(user_id, plan.assigned)
+    )
+    if not await repository.release_seat_on(unit, account_id, user_id, now=now, event=event):
+        raise NotAnAgent(f"User {user_id!r} is not an agent.")
+
+
+def _assigned_data(user_id: str, assigned: int) -> dict[str, object]:
+    return {"user_id": user_id, "assigned_before": assigned, "assigned_after": assigned + 1}
+
+
+def _released_data(user_id: str, assigned: int) -> dict[str, object]:
+    return {"user_id": user_id, "assigned_before": assigned, "assigned_after": assigned - 1}
+
+
+def _assigned(
+    user_id: str, seat: repository.Seat, now: datetime, actor: str
+) -> tuple[AgentOut, bool]:
+    """The answer of an allowed assignment: ``(agent, created)``; 404 for no such user."""
+    if not seat.user_exists:
+        raise UserNotFound(f"No user {user_id!r} in this account.")
+    if seat.assigned_at is not None and seat.assigned_by is not None:
+        return AgentOut(
+            user_id=user_id, assigned_at=seat.assigned_at, assigned_by=seat.assigned_by
+        ), False
+    return AgentOut(user_id=user_id, assigned_at=now, assigned_by=actor), True
+
+
 async def unassign(
     session: AsyncSession, principal: Principal, account_id: str, user_id: str, now: datetime
 ) -> None:
@@ -155,11 +233,7 @@ async def release_seat(
 
     The caller holds the plan's lock and read ``assigned``, its agents, under it.
     """
-    data: dict[str, object] = {
-        "user_id": user_id,
-        "assigned_before": assigned,
-        "assigned_after": assigned - 1,
-    }
+    data = _released_data(user_id, assigned)
     if reason:
         data["reason"] = reason
     event = seat_event(account_id, "agent.unassigned", actor, now, data)

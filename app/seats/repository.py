@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.clock import TestClockRow
-from app.db import Database, PreparedRead
+from app.db import Database, DriverTransaction, PreparedRead, PreparedStatement
 from app.directory.models import Account, Role, User
 from app.ledger.models import Event
 from app.pagination import keyset
@@ -164,13 +164,20 @@ def _release_pg() -> Select[Any]:
     )
 
 
-# Built once: these are the assign/unassign hot path.
+# Built once: the assign/unassign hot path, in a session or compiled once for the driver.
 _ASSIGN_PG = _assign_pg()
 _RELEASE_PG = _release_pg()
+_ASSIGN_ON_DRIVER = PreparedStatement(_ASSIGN_PG)
+_RELEASE_ON_DRIVER = PreparedStatement(_RELEASE_PG)
 
 
-def _event_parameters(event: SeatEvent) -> dict[str, Any]:
+def _parameters(account_id: str, user_id: str, now: datetime, event: SeatEvent) -> dict[str, Any]:
+    """A seat write's parameters, its event's included (the actor is the event's)."""
     return {
+        "seat_account_id": account_id,
+        "seat_user_id": user_id,
+        "seat_now": now,
+        "seat_actor": event.actor,
         "event_id": event.id,
         "event_type": event.type,
         "event_data": event.data,
@@ -205,18 +212,9 @@ async def assign_seat(
     lock's own snapshot: a concurrent assignment or removal of the user is seen.
     """
     conn = await session.connection()
-    params = {
-        "seat_account_id": account_id,
-        "seat_user_id": user_id,
-        "seat_now": now,
-        "seat_actor": actor,
-    }
+    params = _parameters(account_id, user_id, now, event)
     if allowed and conn.dialect.name == "postgresql":
-        params |= _event_parameters(event)
-        row = (await conn.execute(_ASSIGN_PG, params)).first()
-        if row is None:
-            return Seat(False, None, None, False)
-        return Seat(True, row.assigned_at, row.assigned_by, bool(row.taken))
+        return _seat((await conn.execute(_ASSIGN_PG, params)).first())
     # Refused (only the user is read), or SQLite: the same writes, one statement each (its
     # transaction holds the database's write lock).
     found = (await conn.execute(_TARGET, params)).first()
@@ -234,20 +232,37 @@ async def assign_seat(
     return Seat(True, None, None, True)
 
 
+def _seat(row: Any) -> Seat:
+    """What ``_ASSIGN_PG`` answered: the target's row (none: no such user)."""
+    if row is None:
+        return Seat(False, None, None, False)
+    _, assigned_at, assigned_by, taken = row
+    return Seat(True, assigned_at, assigned_by, bool(taken))
+
+
+async def assign_seat_on(
+    unit: DriverTransaction, account_id: str, user_id: str, *, now: datetime, event: SeatEvent
+) -> Seat:
+    """``assign_seat`` allowed, in a driver transaction (PostgreSQL): the same statement."""
+    return _seat(await unit.first(_ASSIGN_ON_DRIVER, _parameters(account_id, user_id, now, event)))
+
+
+async def release_seat_on(
+    unit: DriverTransaction, account_id: str, user_id: str, *, now: datetime, event: SeatEvent
+) -> bool:
+    """``release_seat`` in a driver transaction (PostgreSQL): the same statement."""
+    row = await unit.first(_RELEASE_ON_DRIVER, _parameters(account_id, user_id, now, event))
+    return row is not None and bool(row[0])
+
+
 async def release_seat(
     session: AsyncSession, account_id: str, user_id: str, *, now: datetime, event: SeatEvent
 ) -> bool:
     """R5's other write, under the plan's lock: free ``user_id``'s seat, with ``event``;
     False (and nothing changed) if it held none."""
     conn = await session.connection()
-    params = {
-        "seat_account_id": account_id,
-        "seat_user_id": user_id,
-        "seat_now": now,
-        "seat_actor": event.actor,
-    }
     if conn.dialect.name == "postgresql":
-        params |= _event_parameters(event)
+        params = _parameters(account_id, user_id, now, event)
         return bool((await conn.execute(_RELEASE_PG, params)).scalar())
     result = await conn.execute(
         delete(_ASSIGNMENT).where(
