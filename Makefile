@@ -59,7 +59,7 @@ migrate: $(VENV)/.installed
 bench: $(VENV)/.installed-dev
 	bench/run
 
-# Benchmark of the billing run on a throwaway PostgreSQL (see BENCHMARKS.md), e.g.
+# Benchmark of the billing run on a throwaway PostgreSQL (see docs/benchmarks.md), e.g.
 # make bench-billing BENCH_BILLING_ARGS="--accounts 5000 --latency-ms 200"
 BENCH_BILLING_ARGS ?=
 bench-billing: $(VENV)/.installed-dev
@@ -67,7 +67,7 @@ bench-billing: $(VENV)/.installed-dev
 		$(BIN)/python bench/billing.py $(BENCH_BILLING_ARGS)
 
 # The same fleet (2 instances x 2 workers) through PgBouncer (transaction pooling) and straight
-# to PostgreSQL, in one run, as ratios (see BENCHMARKS.md), e.g.
+# to PostgreSQL, in one run, as ratios (see docs/benchmarks.md), e.g.
 # make bench-fleet BENCH_FLEET_ENV="BENCH_DURATION=20 BENCH_ROUNDS=3"
 BENCH_FLEET_ENV ?=
 bench-fleet: $(VENV)/.installed-dev
@@ -75,7 +75,7 @@ bench-fleet: $(VENV)/.installed-dev
 		$(BIN)/python bench/fleet.py
 
 # The agent check's cache misses read on the primary and on a streaming standby, with the
-# primary's CPU per check in each case (see BENCHMARKS.md), e.g.
+# primary's CPU per check in each case (see docs/benchmarks.md), e.g.
 # make bench-replica BENCH_REPLICA_ENV="BENCH_DURATION=20 BENCH_ROUNDS=3"
 BENCH_REPLICA_ENV ?=
 bench-replica: $(VENV)/.installed-dev

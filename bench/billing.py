@@ -12,7 +12,7 @@ It migrates with ``seats migrate``, then, twice:
 It prints renewals/s, the share of the work each run's report claims, gateway calls per
 renewal, keys sent more than once, CPU per renewal (the run processes' own rusage, and the
 PostgreSQL cluster's), and the targets of SPEC §7, PASS or MISS. It exits 1 only when a run
-could not be measured (no report); a MISS is a result, not a failure. See BENCHMARKS.md.
+could not be measured (no report); a MISS is a result, not a failure. See docs/benchmarks.md.
 """
 
 from __future__ import annotations

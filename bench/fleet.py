@@ -27,7 +27,7 @@ into what the statements cost and what the pooler's hop costs.
 Run through ``scripts/with-postgres`` (the Makefile does). Environment: ``BENCH_DURATION``
 seconds per load (10), ``BENCH_ROUNDS`` (3), ``BENCH_CONNECTIONS`` (32, split between the two
 instances), ``BENCH_ACCOUNTS`` (1,000), ``BENCH_SMOKE=1`` (a tiny seed, 1 s loads, one round:
-the smoke test). Exits 1 when any request answered other than 2xx. See BENCHMARKS.md.
+the smoke test). Exits 1 when any request answered other than 2xx. See docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ code path otherwise (CI); ``BENCH_ACCOUNTS`` (1,000); ``BENCH_CONNECTIONS`` (32)
 ``BENCH_ONLY`` (comma-separated sections: hot, assign, quote, preview, purchase, scale);
 ``BENCH_PROFILE=dir`` (py-spy records each worker during each load, into dir);
 ``BENCH_CAPTURE_DIR=dir`` (the captured SQL, as files); ``BENCH_SERVICE_ROOT=dir`` (serve the
-``app/`` of another checkout, for before/after figures). See BENCHMARKS.md.
+``app/`` of another checkout, for before/after figures). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -902,7 +902,7 @@ def targets() -> list[str]:
         )
     purchase = STATEMENT_COUNTS.get(("service", "purchase"))
     if purchase is not None:
-        check("purchase in <= 18 statements", purchase <= 18, f"{purchase}")
+        check("purchase in <= 24 statements", purchase <= 24, f"{purchase}")
     errors = sum(r.errors for r in RESULTS)
     check(
         "zero errors (non-2xx, socket errors, failed pgbench transactions)",

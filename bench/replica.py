@@ -14,7 +14,7 @@ CPU per check: user + system time of each cluster's postmaster and backends (its
 too, on the primary: the standby's stream is the primary's cost) during the load, over the
 checks answered. Environment as bench/fleet.py: ``BENCH_DURATION`` (10), ``BENCH_ROUNDS`` (2),
 ``BENCH_CONNECTIONS`` (32), ``BENCH_ACCOUNTS`` (1,000), ``BENCH_SMOKE=1``. Exits 1 when any
-request answered other than 2xx. See BENCHMARKS.md.
+request answered other than 2xx. See docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Webhook delivery: events/s of one worker to a loopback receiver, commit-to-delivery delay.
 
-    scripts/with-postgres .venv/bin/python bench/webhooks.py      # PostgreSQL (BENCHMARKS.md)
+    scripts/with-postgres .venv/bin/python bench/webhooks.py      # PostgreSQL (docs/benchmarks.md)
     .venv/bin/python bench/webhooks.py                             # SQLite, in a temp dir
 
 One ``seats webhooks deliver`` process (default settings: 16 sends in flight, 0.2 s poll)

@@ -1,7 +1,7 @@
 """Every fast path (app/fast/) says in one line what was measured, and runs only on the versions
 of the frameworks it leans on that it was measured and tested with: a FastAPI, Starlette,
 uvicorn, httptools, SQLAlchemy or asyncpg past them fails here, loudly, until the path is
-measured again (BENCHMARKS.md) and its range moved."""
+measured again (docs/benchmarks.md) and its range moved."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_each_fast_path_runs_on_the_framework_versions_it_was_measured_with(
         installed = version(package)
         assert Version(low) <= Version(installed) < Version(high), (
             f"{module.__name__} leans on {package} {installed}, measured with >= {low}, < {high}: "
-            "measure it again (BENCHMARKS.md) and move the range, or drop the fast path"
+            "measure it again (docs/benchmarks.md) and move the range, or drop the fast path"
         )
 
 

@@ -4,7 +4,7 @@ The inbox asks ``GET /v1/accounts/{account_id}/conversations/agents/{user_id}`` 
 load, and an admin assigns and frees seats with ``PUT`` and ``DELETE`` on the same path. Below
 FastAPI's router, each costs its statements and little else; through it, routing over every
 route, parameter analysis and validation, the dependency solving, the request object and the
-response path cost more than the statements (BENCHMARKS.md).
+response path cost more than the statements (docs/benchmarks.md).
 
 This ASGI layer answers exactly those requests itself, and lets everything else through:
 
