@@ -1,4 +1,4 @@
-"""In-process cost of the hot read, layer by layer (issue 13; docs/benchmarks.md "Hot read profile").
+"""In-process cost of the hot read, layer by layer (docs/benchmarks.md).
 
     scripts/with-postgres .venv/bin/python bench/hot_profile.py [--requests 4000]
 
