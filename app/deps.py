@@ -198,18 +198,20 @@ async def get_idempotent_request(
         method=request.method,
         path=request.url.path,
         body=await request.body(),
-        required=key_required(request.scope.get("endpoint")),
     )
 
 
 IdempotentRequestDep = Annotated[IdempotentRequest | None, Depends(get_idempotent_request)]
 
 
-async def get_once(req: IdempotentRequestDep, store: IdempotencyDep, clock: ClockDep) -> Once:
+async def get_once(
+    request: Request, req: IdempotentRequestDep, store: IdempotencyDep, clock: ClockDep
+) -> Once:
     """The unit of work of a POST that changes state, with its ``Idempotency-Key`` (SPEC §5):
     routes run their work through it (``Once.run``, or ``Once.execute`` on the money paths)
     and never open a transaction or claim a key themselves."""
-    return Once(store, req, clock)
+    required = key_required(request.scope.get("endpoint"))
+    return Once(store, req, clock, required, f"{request.method} {request.url.path}")
 
 
 OnceDep = Annotated[Once, Depends(get_once)]

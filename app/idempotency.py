@@ -145,13 +145,10 @@ def make_request(
     method: str,
     path: str,
     body: bytes,
-    required: bool = False,
 ) -> IdempotentRequest | None:
-    """The idempotent request for a header value, or None when no key was sent and the
-    operation does not require one (``required``: its route's declaration, app/operations.py)."""
+    """The idempotent request for a header value, or None when no key was sent (whether the
+    operation requires one is ``Once``'s to say, after the handler's role check)."""
     if key is None:
-        if required:
-            raise IdempotencyKeyRequired(f"{method} {path} needs an Idempotency-Key header.")
         return None
     if not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey("Idempotency-Key must be 1-255 visible ASCII characters")
@@ -411,15 +408,31 @@ class Once:
     store: IdempotencyStore
     request: IdempotentRequest | None
     clock: Clock
+    # The route declares the key required (app/operations.py). Checked when the work is run,
+    # after the handler's role check: a caller who may not do this learns that first (403),
+    # whatever headers it sent.
+    key_required: bool = False
+    where: str = ""
+
+    def require_key(self) -> IdempotentRequest:
+        """The request's key, or ``400 idempotency_key_required`` where the route requires one
+        and none was sent."""
+        if self.request is None:
+            raise IdempotencyKeyRequired(f"{self.where} needs an Idempotency-Key header.")
+        return self.request
 
     async def run(
         self, status: int, work: Callable[[AsyncSession, datetime], Awaitable[BaseModel]]
     ) -> JSONResponse:
         """``work(session, now)`` in one transaction, answered with ``status``."""
+        if self.key_required:
+            self.require_key()
         return await self.store.run(self.request, status, self.clock, work)
 
     async def execute(self, work: Callable[[], Awaitable[StoredResponse]]) -> StoredResponse:
         """``work`` (its own transactions), at most once per key; without a key, just once."""
+        if self.key_required:
+            self.require_key()
         if self.request is None:
             return await work()
         return await self.store.execute(self.request, work)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi import APIRouter
 
-from app.deps import IdempotentRequestDep
+from app.deps import OnceDep
 from app.errors import NotAdmin
 from app.operations import USER, Key, declare
 from tests.conftest import Api, problem
@@ -23,7 +23,8 @@ def add_probe(app: Any, key: Key) -> None:
 
     @router.post(PROBE.replace("{key}", key.value))
     @declare(*USER, NotAdmin, key=key)
-    async def probe(req: IdempotentRequestDep) -> dict[str, str | None]:
+    async def probe(once: OnceDep) -> dict[str, str | None]:
+        req = once.require_key() if once.key_required else once.request
         return {"key": req.key if req is not None else None}
 
     app.include_router(router)

@@ -38,7 +38,6 @@ from app.config import Settings
 from app.db import Database
 from app.errors import (
     AppError,
-    IdempotencyKeyRequired,
     IdempotencyKeyReused,
     QuoteNotFound,
     QuoteStale,
@@ -67,9 +66,7 @@ class Purchases:
 async def purchase(deps: Purchases, caller: Caller, once: Once, body: PurchaseIn) -> StoredResponse:
     """Raise the plan to ``body.seats``, charging the prorated price now (R6)."""
     caller.require_primary_admin()
-    req = once.request
-    if req is None:
-        raise IdempotencyKeyRequired("A purchase needs an Idempotency-Key header.")
+    req = once.require_key()  # after the role: a caller who may not buy learns that first
 
     async def work() -> StoredResponse:
         async with deps.db.transaction() as session:
