@@ -375,7 +375,7 @@ class Database:
             else:
                 await transaction.rollback()
         except BaseException as exc:
-            await driver_failed(self.engine, fairy, exc, unit.sql)
+            await driver_failed(self.engine, fairy, exc, unit.sql, transaction)
         await greenlet_spawn(fairy.close)
         if own is not None:
             raise own

@@ -171,11 +171,24 @@ async def _unnamed(fairy: Any, sql: str) -> Any:
     return statement
 
 
-async def driver_failed(engine: AsyncEngine, fairy: Any, exc: BaseException, sql: str) -> NoReturn:
+async def driver_failed(
+    engine: AsyncEngine, fairy: Any, exc: BaseException, sql: str, transaction: Any = None
+) -> NoReturn:
     """What SQLAlchemy's own execution would do when a statement sent on the driver
-    fails: a connection in an unknown state is never handed out again, a lost server
-    discards the pool, and the error is the DBAPIError the error mapping knows (503 when
-    the database is away), with no parameters in its message."""
+    fails: an error the server reported inside ``transaction`` (a deadlock, a duplicate
+    prepared statement) is rolled back and the connection goes back to the pool; a
+    connection in an unknown state is never handed out again, a lost server discards the
+    pool; and the error is the DBAPIError the error mapping knows (503 when the database is
+    away), with no parameters in its message.
+
+    Closing a connection in the middle of a transaction would also make a transaction pooler
+    close the server connection it lent, and with it every statement prepared there."""
+    reported = isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, DRIVER_CONNECTION_LOST
+    )
+    if reported and transaction is not None and await _rolled_back(transaction):
+        await greenlet_spawn(fairy.close)
+        raise DBAPIError(sql, None, exc) from exc
     await greenlet_spawn(fairy.invalidate, exc)
     await greenlet_spawn(fairy.close)
     if not isinstance(exc, Exception):
@@ -185,3 +198,12 @@ async def driver_failed(engine: AsyncEngine, fairy: Any, exc: BaseException, sql
     if isinstance(exc, (*DRIVER_CONNECTION_LOST, TimeoutError)):
         raise OperationalError(sql, None, exc, connection_invalidated=True) from exc
     raise DBAPIError(sql, None, exc) from exc
+
+
+async def _rolled_back(transaction: Any) -> bool:
+    """Whether the failed transaction could be rolled back (the connection is then usable)."""
+    try:
+        await transaction.rollback()
+    except Exception:
+        return False
+    return True
