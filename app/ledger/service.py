@@ -17,7 +17,7 @@ from app.billing.money import major_units
 from app.config import InvoiceIssuer
 from app.db import Database
 from app.errors import InvoiceNotFound, ValidationFailed
-from app.ledger import repository
+from app.ledger import document, repository
 from app.ledger.models import Invoice, InvoiceLine, InvoiceStatus
 from app.ledger.schemas import EventOut, InvoiceOut
 from app.pagination import next_cursor
@@ -73,10 +73,6 @@ _RENDERS = threading.BoundedSemaphore(2)
 
 
 def _render(*args: Any) -> bytes:
-    # Imported on the first render, not at start: fpdf2 and fontTools are a fifth of a
-    # worker's import time, and a worker slow to start is restarted by its supervisor.
-    from app.ledger import document
-
     with _RENDERS:
         return document.render(*args)
 
